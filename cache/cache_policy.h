@@ -1,0 +1,63 @@
+// The contract between the model, a request's KvCache and the policy that keeps it under budget
+// (ARCHITECTURE.md, "The cache-policy contract"; policies.md §0).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+#include "cache/kv_cache.h"
+
+namespace kvserve {
+
+// How RoPE positions are assigned (policies.md §0.2).
+enum class PositionMode {
+  // Keys are rotated with their original stream position and stored rotated.
+  kOriginal,
+  // Positions are ranks within the cache; keys are stored un-rotated and rotated at every step.
+  kInCache,
+};
+
+// What a policy sees after one layer of one step (a prefill chunk or a decode token).
+struct LayerStep {
+  int64_t layer = 0;
+  // Tokens of this step; they are the last `new_tokens` slots of the layer's cache.
+  int64_t new_tokens = 0;
+  // This step's queries as attended (rotated): [new_tokens, num_heads, head_dim].
+  at::Tensor queries;
+  // Attention mass every held key received in this step, summed over the query heads of its group
+  // and over the step's queries: [kv_heads, length] float32. Defined only if wants_key_mass().
+  at::Tensor key_mass;
+};
+
+// Counters a policy keeps for usage reports and metrics.
+struct CacheStats {
+  int64_t peak_tokens = 0;        // most tokens held in a layer at any time, within steps included
+  int64_t evicted_tokens = 0;     // tokens dropped or merged away (counted in layer 0)
+  int64_t compression_events = 0;  // compression passes (counted in layer 0)
+};
+
+class CachePolicy {
+ public:
+  virtual ~CachePolicy() = default;
+
+  virtual PositionMode position_mode() const = 0;
+  // True if Update needs LayerStep::key_mass; the attention backend computes it only then.
+  virtual bool wants_key_mass() const { return false; }
+  // Slots the request's KvCache needs when steps bring at most `max_step_tokens` new tokens.
+  virtual int64_t Capacity(int64_t max_step_tokens) const = 0;
+  // Tokens the request may hold at once, for admission against the KV pool.
+  virtual int64_t ReservedTokens(int64_t max_step_tokens) const { return Capacity(max_step_tokens); }
+  // The most new tokens the next step may bring for this request (FreqKV caps chunks; §0.5 item 10).
+  virtual int64_t MaxStepTokens(const KvCache& /*cache*/, int64_t wanted) const { return wanted; }
+
+  // Called for every layer after the step's tokens were appended and attended; trims the layer.
+  virtual void Update(KvCache& cache, const LayerStep& step) = 0;
+
+  const CacheStats& stats() const { return stats_; }
+
+ protected:
+  CacheStats stats_;
+};
+
+}  // namespace kvserve

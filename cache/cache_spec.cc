@@ -1,0 +1,25 @@
+#include "cache/cache_spec.h"
+
+namespace kvserve {
+
+std::string CachePolicyName(CachePolicyKind kind) {
+  switch (kind) {
+    case CachePolicyKind::kFull:
+      return "FULL";
+    case CachePolicyKind::kStreamingLlm:
+      return "STREAMING_LLM";
+    case CachePolicyKind::kH2o:
+      return "H2O";
+    case CachePolicyKind::kSnapKv:
+      return "SNAPKV";
+    case CachePolicyKind::kCascading:
+      return "CASCADING";
+    case CachePolicyKind::kTreeKv:
+      return "TREEKV";
+    case CachePolicyKind::kFreqKv:
+      return "FREQKV";
+  }
+  return "UNKNOWN";
+}
+
+}  // namespace kvserve

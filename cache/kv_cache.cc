@@ -1,0 +1,68 @@
+#include "cache/kv_cache.h"
+
+#include <c10/util/Exception.h>
+
+namespace kvserve {
+
+int64_t KvCacheShape::BytesPerToken() const {
+  return 2 * num_layers * num_kv_heads * head_dim * static_cast<int64_t>(c10::elementSize(dtype));
+}
+
+KvCache::KvCache(const KvCacheShape& shape, int64_t capacity)
+    : shape_(shape), capacity_(capacity), lengths_(shape.num_layers, 0) {
+  TORCH_CHECK(capacity >= 1, "KV cache capacity must be >= 1, got ", capacity);
+  const auto options = at::TensorOptions().dtype(shape.dtype).device(shape.device);
+  for (int64_t layer = 0; layer < shape.num_layers; ++layer) {
+    keys_.push_back(at::empty({shape.num_kv_heads, capacity, shape.head_dim}, options));
+    values_.push_back(at::empty({shape.num_kv_heads, capacity, shape.head_dim}, options));
+    positions_.push_back(at::empty({shape.num_kv_heads, capacity}, options.dtype(at::kLong)));
+  }
+}
+
+at::Tensor KvCache::keys(int64_t layer) const {
+  return keys_[layer].narrow(1, 0, lengths_[layer]);
+}
+
+at::Tensor KvCache::values(int64_t layer) const {
+  return values_[layer].narrow(1, 0, lengths_[layer]);
+}
+
+at::Tensor KvCache::positions(int64_t layer) const {
+  return positions_[layer].narrow(1, 0, lengths_[layer]);
+}
+
+void KvCache::Append(int64_t layer, const at::Tensor& keys, const at::Tensor& values) {
+  const int64_t n = keys.size(1);
+  const int64_t start = lengths_[layer];
+  TORCH_CHECK(start + n <= capacity_, "KV cache overflow in layer ", layer, ": ", start, " + ", n,
+              " > capacity ", capacity_);
+  keys_[layer].narrow(1, start, n).copy_(keys);
+  values_[layer].narrow(1, start, n).copy_(values);
+  auto new_positions = at::arange(tokens_seen_, tokens_seen_ + n, positions_[layer].options());
+  positions_[layer].narrow(1, start, n).copy_(new_positions.unsqueeze(0).expand({-1, n}));
+  lengths_[layer] = start + n;
+}
+
+void KvCache::Keep(int64_t layer, const at::Tensor& slots) {
+  const int64_t kept = slots.size(1);
+  const auto index = slots.to(keys_[layer].device(), at::kLong);
+  const auto key_index = index.unsqueeze(-1).expand({-1, -1, shape_.head_dim});
+  // Gather into fresh tensors first: the source and destination slots overlap.
+  auto kept_keys = keys(layer).gather(1, key_index);
+  auto kept_values = values(layer).gather(1, key_index);
+  auto kept_positions = positions(layer).gather(1, index);
+  Replace(layer, kept_keys, kept_values, kept_positions);
+  TORCH_CHECK(lengths_[layer] == kept);
+}
+
+void KvCache::Replace(int64_t layer, const at::Tensor& keys, const at::Tensor& values,
+                      const at::Tensor& positions) {
+  const int64_t k = keys.size(1);
+  TORCH_CHECK(k <= capacity_, "KV cache replace of ", k, " tokens > capacity ", capacity_);
+  keys_[layer].narrow(1, 0, k).copy_(keys);
+  values_[layer].narrow(1, 0, k).copy_(values);
+  positions_[layer].narrow(1, 0, k).copy_(positions);
+  lengths_[layer] = k;
+}
+
+}  // namespace kvserve

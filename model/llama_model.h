@@ -1,0 +1,81 @@
+// A Llama-family decoder (RMSNorm, RoPE, grouped-query attention, SwiGLU) in libtorch. One Forward
+// call runs a batch of sequences of different lengths, prefill chunks and decode tokens mixed, each
+// against its own KvCache kept by its own CachePolicy.
+//
+// Not thread-safe: one engine thread owns a model and calls Forward. Torch may throw inside Forward
+// (e.g. out of memory); the caller catches per step.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <absl/status/statusor.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "cache/cache_policy.h"
+#include "cache/kv_cache.h"
+#include "model/attention_backend.h"
+#include "model/llama_weights.h"
+#include "model/model_config.h"
+#include "model/rope.h"
+
+namespace kvserve {
+
+struct ModelOptions {
+  at::ScalarType dtype = at::kFloat;
+  at::Device device = at::kCPU;
+  uint64_t dummy_seed = 0;  // seed of dummy: models' random weights
+};
+
+// "float32" | "bfloat16" | "float16" (also "fp32", "bf16", "fp16"); "cpu" | "cuda" | "cuda:N".
+absl::StatusOr<at::ScalarType> ParseDtype(const std::string& name);
+absl::StatusOr<at::Device> ParseDevice(const std::string& name);
+const char* DtypeName(at::ScalarType dtype);
+
+// One sequence's share of a step.
+struct SequenceInput {
+  KvCache* cache = nullptr;
+  CachePolicy* policy = nullptr;
+  // The step's new tokens: a prefill chunk or one decode token. REQUIRES: non-empty, each id in
+  // [0, vocab), and the cache has room for them.
+  std::span<const int32_t> tokens;
+  // Return logits for every token of the step (scoring), not only the last.
+  bool all_logits = false;
+};
+
+class LlamaModel {
+ public:
+  // `source` is a Hugging Face folder or "dummy:NAME". `attention` defaults to the reference.
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(
+      const std::string& source, const ModelOptions& options,
+      std::unique_ptr<AttentionBackend> attention = nullptr);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelOptions& options() const { return options_; }
+  // The per-token shape of this model's KV caches.
+  KvCacheShape cache_shape() const;
+
+  // Appends each sequence's tokens to its cache, lets its policy trim the cache after every layer,
+  // and returns float32 logits on the model's device: per sequence in order, one row for its last
+  // token, or one per token when all_logits.
+  at::Tensor Forward(std::span<const SequenceInput> batch);
+
+ private:
+  LlamaModel(ModelConfig config, ModelOptions options, LlamaWeights weights,
+             std::unique_ptr<AttentionBackend> attention);
+  at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight) const;
+  at::Tensor Attention(int64_t layer, const at::Tensor& hidden,
+                       std::span<const SequenceInput> batch);
+  at::Tensor Mlp(const LayerWeights& w, const at::Tensor& hidden) const;
+
+  ModelConfig config_;
+  ModelOptions options_;
+  LlamaWeights weights_;
+  std::unique_ptr<AttentionBackend> attention_;
+  RotaryEmbedding rope_;
+};
+
+}  // namespace kvserve

@@ -1,0 +1,25 @@
+// Rotary position embedding as Hugging Face's Llama computes it (rotate_half layout; inverse
+// frequencies in float32; "linear" and "llama3" scaling), so that float32 outputs match exactly.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "model/model_config.h"
+
+namespace kvserve {
+
+class RotaryEmbedding {
+ public:
+  RotaryEmbedding(const ModelConfig& config, at::Device device);
+
+  // Rotates x, whose dimension `seq_dim` runs over `positions` ([n] int64) and whose last dimension
+  // is head_dim. Computes in float32 angles, applies in x's dtype (as HF does).
+  at::Tensor Apply(const at::Tensor& x, const at::Tensor& positions, int64_t seq_dim) const;
+
+  const at::Tensor& inverse_frequencies() const { return inv_freq_; }
+
+ private:
+  at::Tensor inv_freq_;  // [head_dim / 2] float32
+};
+
+}  // namespace kvserve
