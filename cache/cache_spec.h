@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <map>
 #include <string>
-#include <string_view>
 
 namespace kvserve {
 
@@ -18,8 +17,9 @@ struct CacheSpec {
   CachePolicyKind kind = CachePolicyKind::kFull;
   // Tokens kept per (layer, KV head) between steps. Ignored by kFull.
   int64_t budget_tokens = 0;
-  // Policy parameters by name; a parameter left out takes the policy's default for the budget.
-  std::map<std::string, int64_t> params;
+  // Policy parameters by name (policies.md; e.g. "sink_tokens", "ema_decay"); a parameter left out
+  // takes the policy's default for the budget. Integer parameters must hold integral values.
+  std::map<std::string, double> params;
 };
 
 }  // namespace kvserve
