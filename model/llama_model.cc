@@ -4,6 +4,7 @@
 #include <absl/strings/match.h>
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
+#include <torch/version.h>
 
 namespace kvserve {
 
@@ -45,6 +46,11 @@ absl::StatusOr<at::Device> ParseDevice(const std::string& name) {
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
     const std::string& source, const ModelOptions& options,
     std::unique_ptr<AttentionBackend> attention) {
+  if (TORCH_VERSION_MAJOR < 2 && options.dtype == at::kHalf && options.device.is_cpu()) {
+    return absl::InvalidArgumentError(
+        "dtype float16 needs CUDA with this libtorch (1.x has no float16 matmul on the CPU): use "
+        "bfloat16 or float32");
+  }
   const auto tensor_options = at::TensorOptions().dtype(options.dtype).device(options.device);
   ModelConfig config;
   LlamaWeights weights;

@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "cache/full_policy.h"
+#include "model/scoring.h"
 #include "tests/model/golden.h"
 
 namespace kvserve {
@@ -125,6 +126,30 @@ TEST(LlamaModelTest, ChunkedPrefillMatchesOneShotAndAllLogits) {
   EXPECT_TRUE(at::allclose(at::cat(rows), expected, 1e-4, 1e-4));
   EXPECT_EQ(chunked.tokens_seen(), n);
   EXPECT_EQ(chunked.length(0), n);
+}
+
+}  // namespace
+}  // namespace kvserve
+
+namespace kvserve {
+namespace {
+
+// Teacher-forced scoring of prompt + greedy continuation reproduces golden's mean NLL of the
+// greedy tokens.
+TEST(ScoringTest, GreedyMeanNllMatchesGolden) {
+  KVSERVE_REQUIRE_STORIES260K();
+  auto model = LoadStories();
+  ASSERT_NE(model, nullptr);
+  for (const GoldenCase& c : testing::LoadGoldenCases()) {
+    std::vector<int32_t> ids = c.prompt_ids;
+    ids.insert(ids.end(), c.greedy_ids.begin(), c.greedy_ids.end());
+    auto nll = TokenNll(*model, ids, /*chunk=*/64);
+    ASSERT_TRUE(nll.ok()) << nll.status();
+    double sum = 0;
+    for (size_t i = c.prompt_ids.size() - 1; i < nll->size(); ++i) sum += (*nll)[i];
+    EXPECT_NEAR(sum / c.greedy_ids.size(), c.greedy_mean_nll, 1e-4) << c.prompt;
+  }
+  EXPECT_FALSE(TokenNll(*model, std::vector<int32_t>{1}).ok());
 }
 
 }  // namespace
