@@ -16,6 +16,12 @@ inline std::string SharedDir() {
   return env != nullptr && *env != '\0' ? std::string(env) : std::string(KVSERVE_DEFAULT_SHARED);
 }
 
+// The device tests run the model on: $KVSERVE_TEST_DEVICE ("cuda" on the GPU machine), else "cpu".
+inline std::string TestDevice() {
+  const char* env = std::getenv("KVSERVE_TEST_DEVICE");
+  return env != nullptr && *env != '\0' ? std::string(env) : std::string("cpu");
+}
+
 inline std::string Stories260kDir() { return SharedDir() + "/models/stories260K"; }
 
 }  // namespace kvserve::testing

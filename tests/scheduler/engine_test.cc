@@ -49,6 +49,7 @@ class Collector {
 EngineConfig StoriesConfig() {
   EngineConfig config;
   config.model = testing::Stories260kDir();
+  config.device = testing::TestDevice();
   config.kv_cache_bytes = 64 << 20;
   return config;
 }
