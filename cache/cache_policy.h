@@ -23,8 +23,11 @@ struct LayerStep {
   int64_t layer = 0;
   // Tokens of this step; they are the last `new_tokens` slots of the layer's cache.
   int64_t new_tokens = 0;
-  // This step's queries as attended (rotated): [new_tokens, num_heads, head_dim].
+  // This step's queries and every held key as the attention saw them (rotated, so a policy can
+  // recompute any attention statistic it needs): [new_tokens, num_heads, head_dim] and
+  // [kv_heads, length, head_dim]. For kInCache policies the cache itself holds un-rotated keys.
   at::Tensor queries;
+  at::Tensor keys;
   // Attention mass every held key received in this step, summed over the query heads of its group
   // and over the step's queries: [kv_heads, length] float32. Defined only if wants_key_mass().
   at::Tensor key_mass;

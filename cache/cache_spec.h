@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace kvserve {
 
@@ -20,6 +21,20 @@ struct CacheSpec {
   // Policy parameters by name (policies.md; e.g. "sink_tokens", "ema_decay"); a parameter left out
   // takes the policy's default for the budget. Integer parameters must hold integral values.
   std::map<std::string, double> params;
+};
+
+// One parameter of a policy, for GetModelInfo and --help.
+struct PolicyParameter {
+  std::string name;          // the key in CacheSpec::params and the API's field name
+  std::string description;
+  std::string default_rule;  // e.g. "4", "budget - sink_tokens"
+};
+
+struct PolicyDescription {
+  CachePolicyKind kind = CachePolicyKind::kFull;
+  bool served = false;
+  std::string summary;
+  std::vector<PolicyParameter> parameters;
 };
 
 }  // namespace kvserve

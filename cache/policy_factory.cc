@@ -18,4 +18,14 @@ absl::StatusOr<std::unique_ptr<CachePolicy>> MakeCachePolicy(const CacheSpec& sp
   }
 }
 
+std::vector<PolicyDescription> DescribeCachePolicies() {
+  std::vector<PolicyDescription> policies = {FullPolicy::Describe()};
+  for (CachePolicyKind kind : {CachePolicyKind::kStreamingLlm, CachePolicyKind::kH2o,
+                               CachePolicyKind::kSnapKv, CachePolicyKind::kCascading,
+                               CachePolicyKind::kTreeKv, CachePolicyKind::kFreqKv}) {
+    policies.push_back({kind, false, "not served yet", {}});
+  }
+  return policies;
+}
+
 }  // namespace kvserve

@@ -147,7 +147,8 @@ at::Tensor LlamaModel::Attention(int64_t layer, const at::Tensor& hidden,
   for (size_t i = 0; i < batch.size(); ++i) {
     const SequenceInput& seq = batch[i];
     seq.policy->Update(*seq.cache, LayerStep{layer, static_cast<int64_t>(seq.tokens.size()),
-                                             inputs[i].queries, outputs[i].key_mass});
+                                             inputs[i].queries, inputs[i].keys,
+                                             outputs[i].key_mass});
     rows.push_back(outputs[i].out.reshape({-1, heads * dim}));
   }
   return at::linear(at::cat(rows, 0), w.out, w.out_bias);

@@ -50,7 +50,8 @@ class Engine::Impl {
     info_ = {c.name, DtypeName(model_->options().dtype), model_->options().device.str(),
              c.vocab_size, c.hidden_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim,
              c.max_position_embeddings, c.bos_token_id, c.eos_token_ids, pool_bytes,
-             model_->cache_shape().BytesPerToken(), config.max_new_tokens_limit};
+             model_->cache_shape().BytesPerToken(), config.max_new_tokens_limit,
+             DescribeCachePolicies()};
     thread_ = std::thread([this] { Run(); });
   }
 

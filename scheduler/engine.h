@@ -134,6 +134,7 @@ struct ModelInfo {
   int64_t kv_pool_bytes = 0;
   int64_t kv_bytes_per_token = 0;
   int32_t max_new_tokens_limit = 0;
+  std::vector<PolicyDescription> cache_policies;
 };
 
 struct EngineStats {
