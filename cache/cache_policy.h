@@ -35,8 +35,8 @@ struct LayerStep {
 
 // Counters a policy keeps for usage reports and metrics.
 struct CacheStats {
-  int64_t peak_tokens = 0;        // most tokens held in a layer at any time, within steps included
-  int64_t evicted_tokens = 0;     // tokens dropped or merged away (counted in layer 0)
+  int64_t peak_tokens = 0;         // most tokens held in a layer at any time, within steps included
+  int64_t evicted_tokens = 0;      // tokens dropped or merged away (counted in layer 0)
   int64_t compression_events = 0;  // compression passes (counted in layer 0)
 };
 
@@ -50,8 +50,11 @@ class CachePolicy {
   // Slots the request's KvCache needs when steps bring at most `max_step_tokens` new tokens.
   virtual int64_t Capacity(int64_t max_step_tokens) const = 0;
   // Tokens the request may hold at once, for admission against the KV pool.
-  virtual int64_t ReservedTokens(int64_t max_step_tokens) const { return Capacity(max_step_tokens); }
-  // The most new tokens the next step may bring for this request (FreqKV caps chunks; §0.5 item 10).
+  virtual int64_t ReservedTokens(int64_t max_step_tokens) const {
+    return Capacity(max_step_tokens);
+  }
+  // The most new tokens the next step may bring for this request (FreqKV caps chunks; §0.5 item
+  // 10).
   virtual int64_t MaxStepTokens(const KvCache& /*cache*/, int64_t wanted) const { return wanted; }
 
   // Called for every layer after the step's tokens were appended and attended; trims the layer.

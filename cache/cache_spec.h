@@ -25,7 +25,7 @@ struct CacheSpec {
 
 // One parameter of a policy, for GetModelInfo and --help.
 struct PolicyParameter {
-  std::string name;          // the key in CacheSpec::params and the API's field name
+  std::string name;  // the key in CacheSpec::params and the API's field name
   std::string description;
   std::string default_rule;  // e.g. "4", "budget - sink_tokens"
 };

@@ -5,7 +5,8 @@
 namespace kvserve {
 
 PolicyDescription FullPolicy::Describe() {
-  return {CachePolicyKind::kFull, true, "every token is kept; reserves prompt + max_new_tokens", {}};
+  return {
+      CachePolicyKind::kFull, true, "every token is kept; reserves prompt + max_new_tokens", {}};
 }
 
 void FullPolicy::Update(KvCache& cache, const LayerStep& step) {

@@ -19,9 +19,7 @@ KvCache::KvCache(const KvCacheShape& shape, int64_t capacity)
   }
 }
 
-at::Tensor KvCache::keys(int64_t layer) const {
-  return keys_[layer].narrow(1, 0, lengths_[layer]);
-}
+at::Tensor KvCache::keys(int64_t layer) const { return keys_[layer].narrow(1, 0, lengths_[layer]); }
 
 at::Tensor KvCache::values(int64_t layer) const {
   return values_[layer].narrow(1, 0, lengths_[layer]);

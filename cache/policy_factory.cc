@@ -8,7 +8,7 @@
 namespace kvserve {
 
 absl::StatusOr<std::unique_ptr<CachePolicy>> MakeCachePolicy(const CacheSpec& spec,
-                                                              const PolicyContext& context) {
+                                                             const PolicyContext& context) {
   switch (spec.kind) {
     case CachePolicyKind::kFull:
       return std::make_unique<FullPolicy>(context.prompt_tokens + context.max_new_tokens);
@@ -20,9 +20,9 @@ absl::StatusOr<std::unique_ptr<CachePolicy>> MakeCachePolicy(const CacheSpec& sp
 
 std::vector<PolicyDescription> DescribeCachePolicies() {
   std::vector<PolicyDescription> policies = {FullPolicy::Describe()};
-  for (CachePolicyKind kind : {CachePolicyKind::kStreamingLlm, CachePolicyKind::kH2o,
-                               CachePolicyKind::kSnapKv, CachePolicyKind::kCascading,
-                               CachePolicyKind::kTreeKv, CachePolicyKind::kFreqKv}) {
+  for (CachePolicyKind kind :
+       {CachePolicyKind::kStreamingLlm, CachePolicyKind::kH2o, CachePolicyKind::kSnapKv,
+        CachePolicyKind::kCascading, CachePolicyKind::kTreeKv, CachePolicyKind::kFreqKv}) {
     policies.push_back({kind, false, "not served yet", {}});
   }
   return policies;

@@ -22,7 +22,7 @@ struct PolicyContext {
 // naming the field ("cache.budget_tokens", "cache.streaming_llm.sink_tokens", ...) for a bad spec,
 // UNIMPLEMENTED naming a policy that is not served. Creates no tensors: callable on any thread.
 absl::StatusOr<std::unique_ptr<CachePolicy>> MakeCachePolicy(const CacheSpec& spec,
-                                                              const PolicyContext& context);
+                                                             const PolicyContext& context);
 
 // Every policy kind with whether it is served, its parameters and their defaults.
 std::vector<PolicyDescription> DescribeCachePolicies();

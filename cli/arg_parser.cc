@@ -27,8 +27,8 @@ void ArgParser::AddInt(const std::string& name, int64_t* out, const std::string&
 void ArgParser::AddDouble(const std::string& name, double* out, const std::string& help) {
   std::ostringstream text;
   text << *out;
-  Add(name, {help, text.str(), false,
-             [out](const std::string& v) { return absl::SimpleAtod(v, out); }});
+  Add(name,
+      {help, text.str(), false, [out](const std::string& v) { return absl::SimpleAtod(v, out); }});
 }
 
 void ArgParser::AddBool(const std::string& name, bool* out, const std::string& help) {
@@ -81,8 +81,8 @@ std::string ArgParser::Help() const {
   std::string text = absl::StrCat("usage: ", usage_, "\n\noptions:\n");
   for (const auto& name : order_) {
     const Option& o = options_.at(name);
-    absl::StrAppend(&text, "  --", name, "\n      ", o.help, " (default: ",
-                    o.default_text.empty() ? "\"\"" : o.default_text, ")\n");
+    absl::StrAppend(&text, "  --", name, "\n      ", o.help,
+                    " (default: ", o.default_text.empty() ? "\"\"" : o.default_text, ")\n");
   }
   return text;
 }

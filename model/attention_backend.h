@@ -14,8 +14,8 @@ namespace kvserve {
 struct AttentionInput {
   // This step's queries, rotated: [n, num_heads, head_dim].
   at::Tensor queries;
-  // Every key and value the queries may see, rotated, the step's own n last: [kv_heads, m, head_dim],
-  // m >= n. Query i sits at key m - n + i and sees keys 0..m-n+i (causal).
+  // Every key and value the queries may see, rotated, the step's own n last: [kv_heads, m,
+  // head_dim], m >= n. Query i sits at key m - n + i and sees keys 0..m-n+i (causal).
   at::Tensor keys;
   at::Tensor values;
   // Whether to return the attention mass each key received.

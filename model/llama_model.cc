@@ -32,8 +32,8 @@ const char* DtypeName(at::ScalarType dtype) {
 absl::StatusOr<at::Device> ParseDevice(const std::string& name) {
   int index = 0;
   if (name == "cpu") return at::Device(at::kCPU);
-  if (name == "cuda" || (name.starts_with("cuda:") &&
-                         absl::SimpleAtoi(name.substr(5), &index) && index >= 0)) {
+  if (name == "cuda" ||
+      (name.starts_with("cuda:") && absl::SimpleAtoi(name.substr(5), &index) && index >= 0)) {
     if (!at::hasCUDA()) {
       return absl::FailedPreconditionError("device cuda asked for, but this build has no CUDA");
     }
@@ -146,9 +146,9 @@ at::Tensor LlamaModel::Attention(int64_t layer, const at::Tensor& hidden,
   rows.reserve(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
     const SequenceInput& seq = batch[i];
-    seq.policy->Update(*seq.cache, LayerStep{layer, static_cast<int64_t>(seq.tokens.size()),
-                                             inputs[i].queries, inputs[i].keys,
-                                             outputs[i].key_mass});
+    seq.policy->Update(*seq.cache,
+                       LayerStep{layer, static_cast<int64_t>(seq.tokens.size()), inputs[i].queries,
+                                 inputs[i].keys, outputs[i].key_mass});
     rows.push_back(outputs[i].out.reshape({-1, heads * dim}));
   }
   return at::linear(at::cat(rows, 0), w.out, w.out_bias);
@@ -173,7 +173,8 @@ at::Tensor LlamaModel::Forward(std::span<const SequenceInput> batch) {
     x = x + Attention(layer, RmsNorm(x, w.input_norm), batch);
     x = x + Mlp(w, RmsNorm(x, w.post_norm));
   }
-  for (const SequenceInput& seq : batch) seq.cache->Advance(static_cast<int64_t>(seq.tokens.size()));
+  for (const SequenceInput& seq : batch)
+    seq.cache->Advance(static_cast<int64_t>(seq.tokens.size()));
   auto rows = x.index_select(0, at::tensor(output_rows, long_options).to(options_.device));
   return at::linear(RmsNorm(rows, weights_.final_norm), weights_.lm_head).to(at::kFloat);
 }

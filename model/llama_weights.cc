@@ -22,9 +22,9 @@ class TensorLoader {
       return {};
     }
     if (reader_.Shape(name) != shape) {
-      status_ = absl::InvalidArgumentError(absl::StrCat(
-          "tensor ", name, " has shape [", absl::StrJoin(reader_.Shape(name), ", "),
-          "], expected [", absl::StrJoin(shape, ", "), "]"));
+      status_ = absl::InvalidArgumentError(
+          absl::StrCat("tensor ", name, " has shape [", absl::StrJoin(reader_.Shape(name), ", "),
+                       "], expected [", absl::StrJoin(shape, ", "), "]"));
       return {};
     }
     auto tensor = reader_.Read(name, options_);

@@ -13,16 +13,16 @@
 namespace kvserve {
 
 struct LayerWeights {
-  at::Tensor input_norm;     // [hidden]
-  at::Tensor qkv;            // [(heads + 2 kv_heads) head_dim, hidden]
-  at::Tensor qkv_bias;       // same rows, or undefined
-  at::Tensor out;            // [hidden, heads head_dim]
-  at::Tensor out_bias;       // [hidden] or undefined
-  at::Tensor post_norm;      // [hidden]
-  at::Tensor gate_up;        // [2 intermediate, hidden]
-  at::Tensor gate_up_bias;   // or undefined
-  at::Tensor down;           // [hidden, intermediate]
-  at::Tensor down_bias;      // or undefined
+  at::Tensor input_norm;    // [hidden]
+  at::Tensor qkv;           // [(heads + 2 kv_heads) head_dim, hidden]
+  at::Tensor qkv_bias;      // same rows, or undefined
+  at::Tensor out;           // [hidden, heads head_dim]
+  at::Tensor out_bias;      // [hidden] or undefined
+  at::Tensor post_norm;     // [hidden]
+  at::Tensor gate_up;       // [2 intermediate, hidden]
+  at::Tensor gate_up_bias;  // or undefined
+  at::Tensor down;          // [hidden, intermediate]
+  at::Tensor down_bias;     // or undefined
 };
 
 struct LlamaWeights {

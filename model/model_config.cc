@@ -44,9 +44,8 @@ absl::Status ReadEosIds(const json& object, const std::string& file, std::vector
   if (it == object.end() || it->is_null()) return absl::OkStatus();
   if (it->is_number_integer()) {
     *out = {it->get<int32_t>()};
-  } else if (it->is_array() && std::all_of(it->begin(), it->end(), [](const json& v) {
-               return v.is_number_integer();
-             })) {
+  } else if (it->is_array() && std::all_of(it->begin(), it->end(),
+                                           [](const json& v) { return v.is_number_integer(); })) {
     *out = it->get<std::vector<int32_t>>();
   } else {
     return absl::InvalidArgumentError(
@@ -72,8 +71,8 @@ absl::Status ReadRopeScaling(const json& config, const std::string& file, RopeSc
   } else if (type == "llama3") {
     out->kind = RopeScaling::Kind::kLlama3;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        file, ": rope_scaling type '", type, "' is not supported (default, linear, llama3)"));
+    return absl::InvalidArgumentError(absl::StrCat(file, ": rope_scaling type '", type,
+                                                   "' is not supported (default, linear, llama3)"));
   }
   for (auto status : {ReadField(*it, file, "factor", &out->factor),
                       ReadField(*it, file, "low_freq_factor", &out->low_freq_factor),
@@ -92,10 +91,14 @@ absl::Status ReadRopeScaling(const json& config, const std::string& file, RopeSc
 
 absl::Status ValidateModelConfig(const ModelConfig& c) {
   const std::pair<const char*, int64_t> positive[] = {
-      {"hidden_size", c.hidden_size},         {"intermediate_size", c.intermediate_size},
-      {"num_hidden_layers", c.num_layers},    {"num_attention_heads", c.num_heads},
-      {"num_key_value_heads", c.num_kv_heads}, {"head_dim", c.head_dim},
-      {"vocab_size", c.vocab_size},           {"max_position_embeddings", c.max_position_embeddings}};
+      {"hidden_size", c.hidden_size},
+      {"intermediate_size", c.intermediate_size},
+      {"num_hidden_layers", c.num_layers},
+      {"num_attention_heads", c.num_heads},
+      {"num_key_value_heads", c.num_kv_heads},
+      {"head_dim", c.head_dim},
+      {"vocab_size", c.vocab_size},
+      {"max_position_embeddings", c.max_position_embeddings}};
   for (const auto& [name, value] : positive) {
     if (value <= 0) {
       return absl::InvalidArgumentError(
@@ -103,9 +106,9 @@ absl::Status ValidateModelConfig(const ModelConfig& c) {
     }
   }
   if (c.num_heads % c.num_kv_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        c.name, ": num_attention_heads (", c.num_heads, ") must be a multiple of num_key_value_heads (",
-        c.num_kv_heads, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(c.name, ": num_attention_heads (", c.num_heads,
+                                                   ") must be a multiple of num_key_value_heads (",
+                                                   c.num_kv_heads, ")"));
   }
   if (c.head_dim % 2 != 0) {
     return absl::InvalidArgumentError(
@@ -127,8 +130,8 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {
   std::string model_type;
   if (auto status = ReadField(j, file, "model_type", &model_type); !status.ok()) return status;
   if (model_type != "llama" && model_type != "mistral") {
-    return absl::InvalidArgumentError(absl::StrCat(file, ": model_type '", model_type,
-                                                   "' is not supported (llama, mistral)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ": model_type '", model_type, "' is not supported (llama, mistral)"));
   }
   std::string act = "silu";
   if (auto status = ReadField(j, file, "hidden_act", &act); !status.ok()) return status;
@@ -213,8 +216,8 @@ absl::StatusOr<ModelConfig> DummyModelConfig(const std::string& name) {
     c.hidden_size = 64, c.intermediate_size = 172, c.num_layers = 5, c.num_heads = 8;
     c.num_kv_heads = 4, c.vocab_size = 512, c.max_position_embeddings = 512;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("unknown dummy model '", name, "' (known: ",
-                                                   absl::StrJoin(DummyModelNames(), ", "), ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown dummy model '", name, "' (known: ", absl::StrJoin(DummyModelNames(), ", "), ")"));
   }
   c.head_dim = c.hidden_size / c.num_heads;
   return c;

@@ -46,7 +46,7 @@ RotaryEmbedding::RotaryEmbedding(const ModelConfig& config, at::Device device) {
 at::Tensor RotaryEmbedding::Apply(const at::Tensor& x, const at::Tensor& positions,
                                   int64_t seq_dim) const {
   auto freqs = at::outer(positions.to(at::kFloat), inv_freq_);  // [n, d/2]
-  auto angles = at::cat({freqs, freqs}, -1);                     // [n, d]
+  auto angles = at::cat({freqs, freqs}, -1);                    // [n, d]
   // Put the position axis where x has it; the dims after it (heads) broadcast.
   std::vector<int64_t> shape(x.dim(), 1);
   const int64_t axis = seq_dim < 0 ? seq_dim + x.dim() : seq_dim;

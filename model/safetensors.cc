@@ -123,8 +123,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsReader>> SafetensorsReader::OpenFolder
   }
   for (const auto& [name, shard] : index["weight_map"].items()) {
     if (!reader->Has(name)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(index_path, ": tensor ", name, " is not in shard ", shard.get<std::string>()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          index_path, ": tensor ", name, " is not in shard ", shard.get<std::string>()));
     }
   }
   return reader;
@@ -151,8 +151,9 @@ absl::Status SafetensorsReader::AddFile(const std::string& path) {
     if (name == "__metadata__") continue;
     try {
       auto dtype = ParseDtype(info.at("dtype").get<std::string>());
-      if (!dtype.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", name, ": ",
-                                                                      dtype.status().message()));
+      if (!dtype.ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": ", name, ": ", dtype.status().message()));
       Entry entry{&file, *dtype, info.at("shape").get<std::vector<int64_t>>(), 0, 0};
       const auto offsets = info.at("data_offsets").get<std::vector<size_t>>();
       if (offsets.size() != 2 || offsets[0] > offsets[1]) throw std::invalid_argument("offsets");
@@ -190,7 +191,8 @@ std::vector<int64_t> SafetensorsReader::Shape(const std::string& name) const {
 absl::StatusOr<at::Tensor> SafetensorsReader::Read(const std::string& name,
                                                    const at::TensorOptions& options) const {
   auto it = entries_.find(name);
-  if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("tensor ", name, " is missing"));
+  if (it == entries_.end())
+    return absl::NotFoundError(absl::StrCat("tensor ", name, " is missing"));
   const Entry& e = it->second;
   // from_blob only views the mapping; the copy makes the result own its memory.
   auto view = at::from_blob(const_cast<uint8_t*>(e.file->data() + e.begin), e.shape,
@@ -208,7 +210,8 @@ absl::Status WriteSafetensors(const std::string& path,
     const std::string dtype = DtypeName(t.scalar_type());
     if (dtype.empty()) return absl::InvalidArgumentError(absl::StrCat("cannot write ", name));
     const size_t bytes = t.numel() * t.element_size();
-    header[name] = {{"dtype", dtype}, {"shape", t.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
+    header[name] = {
+        {"dtype", dtype}, {"shape", t.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
     contiguous.push_back(t);
   }

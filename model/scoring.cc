@@ -18,8 +18,8 @@ absl::StatusOr<std::vector<double>> TokenNll(LlamaModel& model, std::span<const 
   }
   for (int64_t i = 0; i < n; ++i) {
     if (ids[i] < 0 || ids[i] >= config.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("token ", i, " = ", ids[i],
-                                                     " is outside the vocabulary"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("token ", i, " = ", ids[i], " is outside the vocabulary"));
     }
   }
   FullPolicy policy(n);

@@ -47,10 +47,21 @@ class Engine::Impl {
   Impl(const EngineConfig& config, std::unique_ptr<LlamaModel> model, int64_t pool_bytes)
       : config_(config), model_(std::move(model)), pool_(pool_bytes) {
     const ModelConfig& c = model_->config();
-    info_ = {c.name, DtypeName(model_->options().dtype), model_->options().device.str(),
-             c.vocab_size, c.hidden_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim,
-             c.max_position_embeddings, c.bos_token_id, c.eos_token_ids, pool_bytes,
-             model_->cache_shape().BytesPerToken(), config.max_new_tokens_limit,
+    info_ = {c.name,
+             DtypeName(model_->options().dtype),
+             model_->options().device.str(),
+             c.vocab_size,
+             c.hidden_size,
+             c.num_layers,
+             c.num_heads,
+             c.num_kv_heads,
+             c.head_dim,
+             c.max_position_embeddings,
+             c.bos_token_id,
+             c.eos_token_ids,
+             pool_bytes,
+             model_->cache_shape().BytesPerToken(),
+             config.max_new_tokens_limit,
              DescribeCachePolicies()};
     thread_ = std::thread([this] { Run(); });
   }
@@ -73,8 +84,7 @@ class Engine::Impl {
             pool_.reserved_bytes(), pool_.capacity_bytes()};
   }
 
-  absl::StatusOr<std::shared_ptr<RequestHandle>> Submit(GenerationRequest request,
-                                                        TokenSink sink) {
+  absl::StatusOr<std::shared_ptr<RequestHandle>> Submit(GenerationRequest request, TokenSink sink) {
     auto prepared = Prepare(std::move(request));
     if (!prepared.ok()) return prepared.status();
     auto entry = std::move(*prepared);
@@ -128,18 +138,21 @@ class Engine::Impl {
     }
     const int64_t max_new = request.sampling.max_new_tokens;
     if (request.cache.kind == CachePolicyKind::kFull && prompt + max_new > info_.context_length) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "prompt (", prompt, " tokens) + sampling.max_new_tokens (", max_new,
-          ") exceeds the model's context of ", info_.context_length, " tokens under cache.policy FULL"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("prompt (", prompt, " tokens) + sampling.max_new_tokens (", max_new,
+                       ") exceeds the model's context of ", info_.context_length,
+                       " tokens under cache.policy FULL"));
     }
     auto policy = MakeCachePolicy(request.cache, {prompt, max_new});
     if (!policy.ok()) return policy.status();
     auto entry = std::make_unique<EngineRequest>();
-    entry->reserved_bytes = (*policy)->ReservedTokens(config_.prefill_chunk) * info_.kv_bytes_per_token;
+    entry->reserved_bytes =
+        (*policy)->ReservedTokens(config_.prefill_chunk) * info_.kv_bytes_per_token;
     if (entry->reserved_bytes > pool_.capacity_bytes()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the request needs ", entry->reserved_bytes, " bytes of KV cache, more than the whole pool (",
-          pool_.capacity_bytes(), " bytes): lower sampling.max_new_tokens or the prompt"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the request needs ", entry->reserved_bytes,
+                       " bytes of KV cache, more than the whole pool (", pool_.capacity_bytes(),
+                       " bytes): lower sampling.max_new_tokens or the prompt"));
     }
     entry->policy = std::move(*policy);
     entry->handle = std::make_shared<RequestHandle>();
@@ -171,10 +184,12 @@ class Engine::Impl {
   // REQUIRES: mutex_ held.
   void Admit() {
     while (!waiting_.empty() && static_cast<int32_t>(running_.size()) < config_.max_running) {
-      auto best = std::min_element(waiting_.begin(), waiting_.end(), [](const auto& a, const auto& b) {
-        if (a->request.priority != b->request.priority) return a->request.priority > b->request.priority;
-        return a->sequence < b->sequence;
-      });
+      auto best =
+          std::min_element(waiting_.begin(), waiting_.end(), [](const auto& a, const auto& b) {
+            if (a->request.priority != b->request.priority)
+              return a->request.priority > b->request.priority;
+            return a->sequence < b->sequence;
+          });
       EngineRequest& r = **best;
       if (r.handle->requested_end() != FinishReason::kNone || Expired(r)) {
         running_.push_back(std::move(*best));  // ended at once by EndRequestedOrExpired
@@ -216,7 +231,8 @@ class Engine::Impl {
           break;
       }
       if (Expired(*r)) {
-        Finish(*r, FinishReason::kNone, absl::DeadlineExceededError("the request's deadline passed"));
+        Finish(*r, FinishReason::kNone,
+               absl::DeadlineExceededError("the request's deadline passed"));
         return true;
       }
       return false;
@@ -242,8 +258,9 @@ class Engine::Impl {
     for (const PlannedWork& work : plan) {
       EngineRequest& r = *running_[work.candidate];
       std::span<const int32_t> tokens =
-          work.decode ? std::span<const int32_t>(&r.generated.back(), 1)
-                      : std::span<const int32_t>(r.request.prompt_ids).subspan(r.prefilled, work.tokens);
+          work.decode
+              ? std::span<const int32_t>(&r.generated.back(), 1)
+              : std::span<const int32_t>(r.request.prompt_ids).subspan(r.prefilled, work.tokens);
       batch.push_back({r.cache.get(), r.policy.get(), tokens, false});
     }
     at::Tensor logits;
@@ -279,7 +296,8 @@ class Engine::Impl {
     if (!r.first_token) r.first_token = Clock::now();
     const SamplingParams& s = r.request.sampling;
     FinishReason reason = FinishReason::kNone;
-    if (!s.ignore_eos && std::count(info_.eos_token_ids.begin(), info_.eos_token_ids.end(), token)) {
+    if (!s.ignore_eos &&
+        std::count(info_.eos_token_ids.begin(), info_.eos_token_ids.end(), token)) {
       reason = FinishReason::kEos;
     } else if (std::count(s.stop_token_ids.begin(), s.stop_token_ids.end(), token)) {
       reason = FinishReason::kStop;
@@ -324,15 +342,15 @@ class Engine::Impl {
   ModelInfo info_;
 
   mutable std::mutex mutex_;
-  std::condition_variable wake_;  // engine thread: work arrived or exit
-  std::condition_variable idle_;  // CancelAll: everything ended
+  std::condition_variable wake_;                         // engine thread: work arrived or exit
+  std::condition_variable idle_;                         // CancelAll: everything ended
   std::vector<std::unique_ptr<EngineRequest>> waiting_;  // guarded by mutex_
-  bool accepting_ = true;                                 // guarded by mutex_
-  bool exiting_ = false;                                  // guarded by mutex_
-  std::optional<absl::Status> cancel_all_;                // guarded by mutex_
-  uint64_t next_sequence_ = 0;                            // guarded by mutex_
-  size_t running_count_ = 0;                              // guarded by mutex_
-  std::vector<std::unique_ptr<EngineRequest>> running_;   // engine thread only
+  bool accepting_ = true;                                // guarded by mutex_
+  bool exiting_ = false;                                 // guarded by mutex_
+  std::optional<absl::Status> cancel_all_;               // guarded by mutex_
+  uint64_t next_sequence_ = 0;                           // guarded by mutex_
+  size_t running_count_ = 0;                             // guarded by mutex_
+  std::vector<std::unique_ptr<EngineRequest>> running_;  // engine thread only
   std::thread thread_;
 };
 
@@ -364,7 +382,7 @@ Engine::~Engine() = default;
 const ModelInfo& Engine::model_info() const { return impl_->info(); }
 EngineStats Engine::stats() const { return impl_->stats(); }
 absl::StatusOr<std::shared_ptr<RequestHandle>> Engine::Submit(GenerationRequest request,
-                                                               TokenSink sink) {
+                                                              TokenSink sink) {
   return impl_->Submit(std::move(request), std::move(sink));
 }
 void Engine::StopAccepting() { impl_->StopAccepting(); }

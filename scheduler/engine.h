@@ -26,10 +26,10 @@ namespace kvserve {
 
 struct SamplingParams {
   int32_t max_new_tokens = 16;
-  float temperature = 0.0f;  // 0: greedy (the lowest id among equal maxima)
-  int32_t top_k = 0;         // 0: off
-  float top_p = 1.0f;        // 1: off
-  float min_p = 0.0f;        // 0: off
+  float temperature = 0.0f;         // 0: greedy (the lowest id among equal maxima)
+  int32_t top_k = 0;                // 0: off
+  float top_p = 1.0f;               // 1: off
+  float min_p = 0.0f;               // 0: off
   float repetition_penalty = 1.0f;  // 1: off; as Hugging Face, over prompt and output tokens
   std::optional<uint64_t> seed;     // unset: a random seed
   std::vector<int32_t> stop_token_ids;

@@ -15,8 +15,8 @@ absl::Status ValidateSamplingParams(const SamplingParams& p, int32_t max_new_tok
                             "], got ", p.max_new_tokens));
   }
   if (!std::isfinite(p.temperature) || p.temperature < 0) {
-    return bad(absl::StrCat("sampling.temperature must be a finite number >= 0, got ",
-                            p.temperature));
+    return bad(
+        absl::StrCat("sampling.temperature must be a finite number >= 0, got ", p.temperature));
   }
   if (p.top_k < 0) return bad(absl::StrCat("sampling.top_k must be >= 0, got ", p.top_k));
   if (!(p.top_p > 0 && p.top_p <= 1)) {

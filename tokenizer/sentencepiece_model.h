@@ -1,17 +1,14 @@
-// libsentencepiece behind plain std types (internal to tokenizer/). sentencepiece_processor.h
-// declares `absl::string_view` as std::string_view, which clashes with Debian's Abseil (where it is
-// Abseil's own class), so that header must stay alone in sentencepiece_model.cc, away from every
-// Abseil header.
+// libsentencepiece behind plain std types (internal to tokenizer/). The library itself lives in a
+// module (sentencepiece_shim.cc) loaded privately at the first Load: Debian's libsentencepiece
+// carries its own protobuf-lite symbols, which crash a process that also loads the system
+// libprotobuf (libtorch, gRPC) when both are linked normally.
 #pragma once
 
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
-
-namespace sentencepiece {
-class SentencePieceProcessor;
-}
 
 namespace kvserve {
 
@@ -32,10 +29,15 @@ class SentencePieceModel {
   int eos_id() const;
   int unk_id() const;
 
- private:
-  explicit SentencePieceModel(std::unique_ptr<sentencepiece::SentencePieceProcessor> processor);
+  struct Api;
 
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
+ private:
+  SentencePieceModel(const Api* api, void* handle);
+
+  const Api* api_;
+  void* handle_;
+  std::vector<std::string> pieces_;
+  std::unordered_map<std::string, int> piece_ids_;
 };
 
 }  // namespace kvserve

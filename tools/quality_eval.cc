@@ -30,8 +30,8 @@ absl::StatusOr<std::vector<QualityRow>> EvaluateQuality(LlamaModel& model,
   if (options.lengths.empty()) return absl::InvalidArgumentError("no lengths to evaluate");
   const int64_t total = *std::max_element(options.lengths.begin(), options.lengths.end());
   if (total < 2 || total > static_cast<int64_t>(stream.size())) {
-    return absl::InvalidArgumentError(absl::StrCat("the stream has ", stream.size(),
-                                                   " tokens; lengths must be in [2, that]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the stream has ", stream.size(), " tokens; lengths must be in [2, that]"));
   }
   std::vector<Lane> lanes(1 + options.policies.size());
   for (size_t i = 1; i < lanes.size(); ++i) lanes[i].spec = options.policies[i - 1];
@@ -75,13 +75,14 @@ absl::StatusOr<std::vector<QualityRow>> EvaluateQuality(LlamaModel& model,
 
 std::string QualityMarkdown(const std::vector<QualityRow>& rows) {
   std::string out =
-      "| policy | budget | length | perplexity | mean KL(full‖policy) | top-1 agreement | peak tokens |\n"
+      "| policy | budget | length | perplexity | mean KL(full‖policy) | top-1 agreement | peak "
+      "tokens |\n"
       "|---|---:|---:|---:|---:|---:|---:|\n";
   for (const QualityRow& r : rows) {
-    absl::StrAppend(&out, absl::StrFormat("| %s | %s | %d | %.3f | %.4f | %.3f | %d |\n", r.policy,
-                                          r.policy == "FULL" ? "—" : absl::StrCat(r.budget_tokens),
-                                          r.length, r.perplexity, r.mean_kl, r.top1_agreement,
-                                          r.peak_tokens));
+    absl::StrAppend(
+        &out, absl::StrFormat("| %s | %s | %d | %.3f | %.4f | %.3f | %d |\n", r.policy,
+                              r.policy == "FULL" ? "—" : absl::StrCat(r.budget_tokens), r.length,
+                              r.perplexity, r.mean_kl, r.top1_agreement, r.peak_tokens));
   }
   return out;
 }
@@ -89,9 +90,9 @@ std::string QualityMarkdown(const std::vector<QualityRow>& rows) {
 std::string QualityCsv(const std::vector<QualityRow>& rows) {
   std::string out = "policy,budget,length,perplexity,mean_kl,top1_agreement,peak_tokens\n";
   for (const QualityRow& r : rows) {
-    absl::StrAppend(&out, absl::StrFormat("%s,%d,%d,%.6f,%.6f,%.6f,%d\n", r.policy,
-                                          r.budget_tokens, r.length, r.perplexity, r.mean_kl,
-                                          r.top1_agreement, r.peak_tokens));
+    absl::StrAppend(
+        &out, absl::StrFormat("%s,%d,%d,%.6f,%.6f,%.6f,%d\n", r.policy, r.budget_tokens, r.length,
+                              r.perplexity, r.mean_kl, r.top1_agreement, r.peak_tokens));
   }
   return out;
 }

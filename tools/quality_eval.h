@@ -18,11 +18,11 @@ namespace kvserve {
 struct QualityRow {
   std::string policy;  // CachePolicyName, "FULL" for the reference itself
   int64_t budget_tokens = 0;
-  int64_t length = 0;       // tokens of the stream scored (BOS first)
-  double perplexity = 0;    // exp(mean NLL of tokens 1..length-1)
-  double mean_kl = 0;       // mean over positions of KL(full || policy), nats
+  int64_t length = 0;         // tokens of the stream scored (BOS first)
+  double perplexity = 0;      // exp(mean NLL of tokens 1..length-1)
+  double mean_kl = 0;         // mean over positions of KL(full || policy), nats
   double top1_agreement = 0;  // fraction of positions where both argmaxes agree
-  int64_t peak_tokens = 0;  // the most tokens the policy held in a layer
+  int64_t peak_tokens = 0;    // the most tokens the policy held in a layer
 };
 
 struct QualityOptions {

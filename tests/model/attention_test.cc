@@ -36,7 +36,8 @@ TEST_P(AttentionShapes, MatchesNaiveLoopAndReportsKeyMass) {
   // A 3-token chunk after 4 cached tokens, and a single decode token after 9.
   std::vector<AttentionInput> batch = {
       {at::randn({3, heads, 16}), at::randn({kv_heads, 7, 16}), at::randn({kv_heads, 7, 16}), true},
-      {at::randn({1, heads, 16}), at::randn({kv_heads, 10, 16}), at::randn({kv_heads, 10, 16}), false}};
+      {at::randn({1, heads, 16}), at::randn({kv_heads, 10, 16}), at::randn({kv_heads, 10, 16}),
+       false}};
   auto outputs = backend->Attend(batch);
   ASSERT_EQ(outputs.size(), 2u);
   for (size_t i = 0; i < batch.size(); ++i) {

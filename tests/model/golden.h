@@ -26,8 +26,8 @@ inline std::vector<GoldenCase> LoadGoldenCases() {
   auto golden = nlohmann::json::parse(in);
   std::vector<GoldenCase> cases;
   for (const auto& c : golden.at("cases")) {
-    GoldenCase g{c.at("prompt"), c.at("prompt_ids"), c.at("greedy_ids"), c.at("text"),
-                 c.at("greedy_mean_nll"), {}};
+    GoldenCase g{c.at("prompt"), c.at("prompt_ids"),      c.at("greedy_ids"),
+                 c.at("text"),   c.at("greedy_mean_nll"), {}};
     for (const auto& pair : c.at("last_prompt_logits_top5")) {
       g.top5.emplace_back(pair.at(0).get<int32_t>(), pair.at(1).get<float>());
     }

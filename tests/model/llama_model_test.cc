@@ -1,5 +1,5 @@
-// The model against Hugging Face's own outputs for stories260K (golden.json): every greedy id and the
-// top-5 logits after the prompt, alone and batched with sequences of other lengths.
+// The model against Hugging Face's own outputs for stories260K (golden.json): every greedy id and
+// the top-5 logits after the prompt, alone and batched with sequences of other lengths.
 #include "model/llama_model.h"
 
 #include <gtest/gtest.h>
@@ -17,8 +17,8 @@ using testing::GoldenCase;
 
 // float32 on the test device: the CPU, or CUDA on the GPU machine (KVSERVE_TEST_DEVICE=cuda).
 std::unique_ptr<LlamaModel> LoadStories(at::ScalarType dtype = at::kFloat) {
-  auto model = LlamaModel::Load(testing::Stories260kDir(),
-                                {dtype, *ParseDevice(testing::TestDevice()), 0});
+  auto model =
+      LlamaModel::Load(testing::Stories260kDir(), {dtype, *ParseDevice(testing::TestDevice()), 0});
   EXPECT_TRUE(model.ok()) << model.status();
   return model.ok() ? std::move(*model) : nullptr;
 }
@@ -35,7 +35,9 @@ struct Stream {
 
 Stream StartStream(const LlamaModel& model, const GoldenCase& c) {
   const int64_t capacity = c.prompt_ids.size() + c.greedy_ids.size();
-  return {c.prompt_ids, {}, std::make_unique<FullPolicy>(capacity),
+  return {c.prompt_ids,
+          {},
+          std::make_unique<FullPolicy>(capacity),
           std::make_unique<KvCache>(model.cache_shape(), capacity)};
 }
 
@@ -77,7 +79,8 @@ TEST(LlamaModelTest, Bfloat16LeadingGreedyTokens) {
       s.pending = {s.generated.back()};
     }
     size_t leading = 0;
-    while (leading < c.greedy_ids.size() && s.generated[leading] == c.greedy_ids[leading]) ++leading;
+    while (leading < c.greedy_ids.size() && s.generated[leading] == c.greedy_ids[leading])
+      ++leading;
     std::cout << "[bf16 " << testing::TestDevice() << "] \"" << c.prompt << "\": " << leading
               << " of " << c.greedy_ids.size() << " leading greedy tokens match\n";
     RecordProperty("leading_" + std::to_string(c.prompt_ids.size()), static_cast<int>(leading));

@@ -1,11 +1,11 @@
 // Loading Hugging Face folders: sharded and F16/BF16 files, tied embeddings, and clear errors for
 // missing or truncated files, missing or misshapen tensors and bad config values.
 #include <gtest/gtest.h>
+#include <torch/version.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <torch/version.h>
 
 #include "cache/full_policy.h"
 #include "model/llama_model.h"
@@ -67,10 +67,11 @@ TEST_F(LoadingTest, ShardedFolderGivesTheSameLogits) {
   std::map<std::string, at::Tensor> first, second;
   json index = {{"metadata", json::object()}, {"weight_map", json::object()}};
   for (const auto& [name, t] : tensors_) {
-    const bool in_first = name.find("layers.0.") != std::string::npos || name.find("embed") != std::string::npos;
+    const bool in_first =
+        name.find("layers.0.") != std::string::npos || name.find("embed") != std::string::npos;
     (in_first ? first : second)[name] = t;
-    index["weight_map"][name] = in_first ? "model-00001-of-00002.safetensors"
-                                         : "model-00002-of-00002.safetensors";
+    index["weight_map"][name] =
+        in_first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
   }
   ASSERT_TRUE(WriteSafetensors((dir_ / "model-00001-of-00002.safetensors").string(), first).ok());
   ASSERT_TRUE(WriteSafetensors((dir_ / "model-00002-of-00002.safetensors").string(), second).ok());
@@ -153,7 +154,8 @@ TEST_F(LoadingTest, BadConfigValuesAreNamed) {
   expect_error("hidden_size", "wide", "'hidden_size' has the wrong type");
   expect_error("vocab_size", -3, "vocab_size must be > 0");
   expect_error("hidden_act", "gelu", "hidden_act 'gelu'");
-  expect_error("rope_scaling", json{{"rope_type", "yarn"}, {"factor", 2.0}}, "rope_scaling type 'yarn'");
+  expect_error("rope_scaling", json{{"rope_type", "yarn"}, {"factor", 2.0}},
+               "rope_scaling type 'yarn'");
   std::ofstream(dir_ / "config.json") << "{ not json";
   EXPECT_NE(LoadStatus().message().find("not a valid JSON"), std::string::npos);
 }

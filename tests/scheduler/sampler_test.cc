@@ -46,7 +46,7 @@ TEST(SamplerTest, TopKTopPAndMinPRestrictTheCandidates) {
     return seen;
   };
   EXPECT_EQ(support(Sampling(1.0f, 2)).size(), 2u);
-  EXPECT_EQ(support(Sampling(1.0f, 0, 0.8f)).size(), 2u);    // 0.64 < 0.8 <= 0.88
+  EXPECT_EQ(support(Sampling(1.0f, 0, 0.8f)).size(), 2u);        // 0.64 < 0.8 <= 0.88
   EXPECT_EQ(support(Sampling(1.0f, 0, 1.0f, 0.2f)).size(), 2u);  // 0.09 < 0.2 * 0.64
   EXPECT_EQ(support(Sampling(1.0f)).size(), 4u);
 }
@@ -69,7 +69,8 @@ TEST(SamplerTest, ValidationNamesTheField) {
   EXPECT_NE(status.message().find("sampling.top_p"), std::string::npos);
   p = SamplingParams();
   p.temperature = std::nanf("");
-  EXPECT_NE(ValidateSamplingParams(p, 100).message().find("sampling.temperature"), std::string::npos);
+  EXPECT_NE(ValidateSamplingParams(p, 100).message().find("sampling.temperature"),
+            std::string::npos);
   p = SamplingParams();
   p.max_new_tokens = 101;
   EXPECT_NE(ValidateSamplingParams(p, 100).message().find("sampling.max_new_tokens"),

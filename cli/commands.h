@@ -1,0 +1,19 @@
+// kvserve-cli's subcommands. Each takes its own arguments (after the subcommand name) and returns
+// the process exit code: 0 on success, 1 on a runtime error, 2 on a usage error.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kvserve {
+
+// generate: one request through the engine, streaming text (or --json at the end).
+int RunGenerateCommand(const std::vector<std::string>& args);
+// score: teacher-forced mean NLL and perplexity of a text file.
+int RunScoreCommand(const std::vector<std::string>& args);
+
+// The model folder used when --model is not given: $KVSERVE_SHARED/models/stories260K, else
+// ../shared/models/stories260K.
+std::string DefaultModelDir();
+
+}  // namespace kvserve
