@@ -4,6 +4,7 @@
 #include <absl/flags/parse.h>
 #include <absl/flags/usage.h>
 #include <absl/flags/usage_config.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <string>
@@ -106,6 +107,8 @@ int main(int argc, char** argv) {
                   config.log_level);
     return 2;
   }
+  // Logs go to stderr; stdout carries only the "listening on" line.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("kvserve"));
   spdlog::set_level(level);
   return kvserve::RunServer(config);
 }

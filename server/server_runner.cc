@@ -51,6 +51,7 @@ void Drain(const ServerConfig& config, grpc::Server& server, Engine& engine,
   }
   // Every engine request has ended; unary calls and final writes get a moment more.
   server.Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  spdlog::debug("gRPC server shut down");
 }
 
 }  // namespace
@@ -108,6 +109,7 @@ int RunServer(const ServerConfig& config) {
   server->Wait();
   signals.join();
   server.reset();
+  spdlog::debug("stopping the engine");
   engine->reset();
   spdlog::info("kvserve stopped");
   return 0;
