@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "server/flag_spelling.h"
 #include "server/server_config.h"
 
 namespace {
@@ -46,28 +47,6 @@ ABSL_FLAG(int32_t, max_message_bytes, kDefaults.max_message_bytes,
           "largest request message; larger ones get RESOURCE_EXHAUSTED from gRPC");
 ABSL_FLAG(std::string, log_level, kDefaults.log_level, "trace, debug, info, warn, error or off");
 
-namespace {
-
-// Abseil names flags with '_'; the documented spelling uses '-'. Rewrites "--a-b[=v]" to
-// "--a_b[=v]".
-std::vector<char*> NormalizeFlagNames(int argc, char** argv, std::vector<std::string>& storage) {
-  storage.assign(argv, argv + argc);
-  for (size_t i = 1; i < storage.size(); ++i) {
-    std::string& arg = storage[i];
-    if (arg == "--") break;
-    if (arg.rfind("--", 0) != 0) continue;
-    const size_t end = std::min(arg.find('='), arg.size());
-    for (size_t j = 2; j < end; ++j) {
-      if (arg[j] == '-') arg[j] = '_';
-    }
-  }
-  std::vector<char*> out;
-  for (std::string& arg : storage) out.push_back(arg.data());
-  return out;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   kvserve::BlockShutdownSignals();  // before any thread exists
   absl::FlagsUsageConfig usage_config;
@@ -79,7 +58,7 @@ int main(int argc, char** argv) {
       "kvserve: streaming gRPC server (kvserve.v1.Generation, grpc.health.v1, reflection).\n"
       "usage: kvserve [--model DIR|dummy:NAME] [--port N] ...  ('-' and '_' in flag names alike)");
   std::vector<std::string> storage;
-  std::vector<char*> args = NormalizeFlagNames(argc, argv, storage);
+  std::vector<char*> args = kvserve::UnderscoreFlagNames(argc, argv, storage);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
 
   kvserve::ServerConfig config;
