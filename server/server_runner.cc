@@ -48,9 +48,13 @@ void Drain(const ServerConfig& config, grpc::Server& server, Engine& engine,
   if (!service.streams().WaitUntilNone(timeout)) {
     spdlog::info("drain timeout: ending {} streams with UNAVAILABLE", service.streams().count());
     engine.CancelAll(absl::UnavailableError("the server is shutting down"));
+    // Every engine request has ended; let the reactors write their status before gRPC stops.
+    service.streams().WaitUntilNone(std::chrono::seconds(5));
   }
-  // Every engine request has ended; unary calls and final writes get a moment more.
-  server.Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // Only instant unary calls can be left. grpc++ 1.51's callback server was seen to wait out the
+  // whole Shutdown deadline while a client connection stays open, so the grace is short.
+  spdlog::debug("shutting down gRPC; {} streams not done yet", service.streams().count());
+  server.Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   spdlog::debug("gRPC server shut down");
 }
 

@@ -155,6 +155,12 @@ TEST(LifecycleE2eTest, SigtermLetsStreamsFinishThenExitsZero) {
   }
   for (auto& s : streams) ASSERT_TRUE(s->WaitForFirstMessage(seconds(30)));
   server->Signal(SIGTERM);
+  std::this_thread::sleep_for(milliseconds(100));
+  if (!streams.back()->done()) {  // still draining: no new work, health says so
+    EXPECT_EQ(HealthStatus(server->address()), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+    EXPECT_EQ(Generate(*stub, GreedyRequest(kPrompt, 8), seconds(10)).status.error_code(),
+              grpc::StatusCode::UNAVAILABLE);
+  }
   for (auto& s : streams) {
     const StreamResult& r = s->Join();
     EXPECT_TRUE(r.status.ok()) << r.status.error_message();
