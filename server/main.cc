@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
   };
   absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
-      "kvserve: streaming gRPC server (kvserve.v1.Generation, grpc.health.v1, reflection).\n"
+      "streaming gRPC server (kvserve.v1.Generation, grpc.health.v1, reflection).\n"
       "usage: kvserve [--model DIR|dummy:NAME] [--port N] ...  ('-' and '_' in flag names alike)");
   std::vector<std::string> storage;
   std::vector<char*> args = kvserve::UnderscoreFlagNames(argc, argv, storage);
