@@ -113,11 +113,12 @@ inline void FeedStep(CachePolicy& policy, KvCache& cache, const Stream& stream, 
 }
 
 // Feeds `tokens` tokens of `stream` in steps of `chunk`; `after` runs after every step.
+// REQUIRES: the stream is at least `tokens` long.
 inline void FeedChunks(CachePolicy& policy, KvCache& cache, const Stream& stream, int64_t tokens,
                        int64_t chunk, const KeyMassFn& key_mass,
-                       const std::function<void()>& after = {}) {
+                       const std::function<void()>& after = {}, const StepProbe& probe = {}) {
   while (cache.tokens_seen() < tokens) {
-    FeedStep(policy, cache, stream, std::min(chunk, tokens - cache.tokens_seen()), key_mass);
+    FeedStep(policy, cache, stream, std::min(chunk, tokens - cache.tokens_seen()), key_mass, probe);
     if (after) after();
   }
 }
