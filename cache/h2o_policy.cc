@@ -4,6 +4,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <tuple>
 
 #include "cache/policy_params.h"
 #include "cache/score_selection.h"
@@ -16,16 +17,25 @@ absl::StatusOr<H2oPolicy::Params> H2oPolicy::Resolve(const CacheSpec& spec,
   if (auto s = reader.CheckKnown({"heavy_tokens", "recent_tokens"}); !s.ok()) return s;
   if (auto s = CheckBudget(spec, 2, "one heavy and one recent token"); !s.ok()) return s;
   const int64_t budget = spec.budget_tokens;
-  auto heavy_given = reader.Int("heavy_tokens", 0);
-  if (!heavy_given.ok()) return heavy_given.status();
-  // A lone heavy_tokens takes the rest of the budget as its recent part, and vice versa.
-  auto recent =
-      reader.Int("recent_tokens", reader.Has("heavy_tokens") ? budget - *heavy_given : budget / 2);
-  if (!recent.ok()) return recent.status();
-  auto heavy = reader.Int("heavy_tokens", budget - *recent);
+  auto heavy = reader.Int("heavy_tokens", 0);
   if (!heavy.ok()) return heavy.status();
-  if (auto s = CheckAtLeast(reader.Field("heavy_tokens"), *heavy, 1); !s.ok()) return s;
-  if (auto s = CheckAtLeast(reader.Field("recent_tokens"), *recent, 1); !s.ok()) return s;
+  auto recent = reader.Int("recent_tokens", 0);
+  if (!recent.ok()) return recent.status();
+  const bool has_heavy = reader.Has("heavy_tokens"), has_recent = reader.Has("recent_tokens");
+  if (!has_heavy && !has_recent) return Params{budget - budget / 2, budget / 2};
+  for (const auto& [name, value, given] : {std::tuple("heavy_tokens", *heavy, has_heavy),
+                                           std::tuple("recent_tokens", *recent, has_recent)}) {
+    if (!given) continue;
+    if (auto s = CheckAtLeast(reader.Field(name), value, 1); !s.ok()) return s;
+    // A lone parameter leaves the rest of the budget to the other, which needs >= 1 token.
+    if (value > budget - 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(reader.Field(name), " must be <= cache.budget_tokens - 1 = ", budget - 1,
+                       ", got ", value));
+    }
+  }
+  if (!has_heavy) *heavy = budget - *recent;
+  if (!has_recent) *recent = budget - *heavy;
   if (*heavy + *recent != budget) {
     return absl::InvalidArgumentError(absl::StrCat(
         reader.Field("heavy_tokens"), " + ", reader.Field("recent_tokens"),

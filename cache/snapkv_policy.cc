@@ -72,6 +72,8 @@ void SnapKvPolicy::Update(KvCache& cache, const LayerStep& step) {
   if (prompt <= params_.budget_tokens) return;
   const int64_t step_start = cache.tokens_seen(), step_end = step_start + step.new_tokens;
   if (step_start >= prompt) return;
+  TORCH_CHECK(step_end <= prompt, "SnapKV: a step of tokens [", step_start, ", ", step_end,
+              ") crosses the prompt's end at ", prompt);
   // Nothing was evicted yet, so slot j holds token j; the causal masks below rely on it.
   TORCH_CHECK(length == step_end, "SnapKV: ", length, " slots before the prompt's end, expected ",
               step_end);

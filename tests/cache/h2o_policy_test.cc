@@ -117,7 +117,10 @@ TEST(H2oPolicyTest, RefusesBadSpecsNamingTheField) {
   ExpectRefused(Spec(kind, 1), "cache.budget_tokens");
   ExpectRefused(Spec(kind, 8, {{"heavy_tokens", 0}}), "cache.h2o.heavy_tokens must be >= 1, got 0");
   ExpectRefused(Spec(kind, 8, {{"recent_tokens", 0}}), "cache.h2o.recent_tokens");
-  ExpectRefused(Spec(kind, 8, {{"heavy_tokens", 8}}), "cache.h2o.recent_tokens");
+  ExpectRefused(Spec(kind, 8, {{"heavy_tokens", 8}}), "cache.h2o.heavy_tokens must be <= ");
+  ExpectRefused(Spec(kind, 8, {{"recent_tokens", 9}}), "cache.h2o.recent_tokens must be <= ");
+  ExpectRefused(Spec(kind, 8, {{"heavy_tokens", 4}, {"recent_tokens", 0}}),
+                "cache.h2o.recent_tokens must be >= 1, got 0");
   ExpectRefused(Spec(kind, 8, {{"heavy_tokens", 3}, {"recent_tokens", 3}}),
                 "cache.h2o.heavy_tokens + cache.h2o.recent_tokens");
   ExpectRefused(Spec(kind, 8, {{"heavy_tokens", 3.5}}), "cache.h2o.heavy_tokens");
