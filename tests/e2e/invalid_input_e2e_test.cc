@@ -119,6 +119,18 @@ std::vector<BadCase> BadCases() {
   };
 }
 
+// Each policy GetModelInfo lists, with whether it is served.
+using ModelInfoProbe = std::vector<std::pair<v1::CacheConfig::CachePolicy, bool>>;
+ModelInfoProbe ProbePolicies(v1::Generation::Stub& stub) {
+  grpc::ClientContext context;
+  SetTimeout(context, std::chrono::seconds(10));
+  v1::ModelInfo info;
+  EXPECT_TRUE(stub.GetModelInfo(&context, v1::GetModelInfoRequest(), &info).ok());
+  ModelInfoProbe out;
+  for (const auto& p : info.cache_policies()) out.emplace_back(p.policy(), p.served());
+  return out;
+}
+
 class InvalidInputE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -167,14 +179,25 @@ TEST_F(InvalidInputE2eTest, EachBadFieldIsNamedWhileOthersAreServed) {
   EXPECT_EQ(background.token_ids.size(), 300u);
 }
 
-TEST_F(InvalidInputE2eTest, UnservedPolicyIsUnimplemented) {
-  auto request = GreedyRequest({1, 403, 407}, 16);
-  request.mutable_cache()->set_policy(v1::CacheConfig::STREAMING_LLM);
-  request.mutable_cache()->set_budget_tokens(64);
-  const StreamResult r = Generate(*stub_, request, std::chrono::seconds(10));
-  // Another issue implements the compressed policies; until then the engine refuses them.
-  EXPECT_TRUE(r.status.error_code() == grpc::StatusCode::UNIMPLEMENTED || r.status.ok())
-      << r.status.error_message();
+TEST_F(InvalidInputE2eTest, UnservedPolicyIsUnimplementedServedOneRuns) {
+  const ModelInfoProbe probe = ProbePolicies(*stub_);
+  for (const auto& [policy, served] : probe) {
+    if (policy == v1::CacheConfig::FULL) continue;
+    auto request = GreedyRequest({1, 403, 407}, 16);
+    request.mutable_cache()->set_policy(policy);
+    request.mutable_cache()->set_budget_tokens(64);
+    const StreamResult r = Generate(*stub_, request, std::chrono::seconds(30));
+    if (!served) {
+      EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNIMPLEMENTED)
+          << v1::CacheConfig::CachePolicy_Name(policy) << ": " << r.status.error_message();
+      continue;
+    }
+    ASSERT_TRUE(r.status.ok()) << v1::CacheConfig::CachePolicy_Name(policy) << ": "
+                               << r.status.error_message();
+    EXPECT_EQ(r.token_ids.size(), 16u);
+    EXPECT_EQ(r.usage.cache().policy(), policy);
+    EXPECT_EQ(r.usage.cache().budget_tokens(), 64);
+  }
 }
 
 }  // namespace
