@@ -36,6 +36,11 @@ absl::StatusOr<CascadingParams> CascadingPolicy::Resolve(const CacheSpec& spec,
     auto w = params->Int("cascade_tokens", 1, 1, budget);
     if (!w.ok()) return w.status();
     default_sinks = budget - out.num_cascades * *w;
+    if (default_sinks < 0) {
+      return FieldError(params->Field("cascade_tokens"),
+                        absl::StrCat("must be at most budget_tokens / num_cascades = ",
+                                     budget / out.num_cascades, ", got ", *w));
+    }
   }
   auto sinks = params->Int("sink_tokens", default_sinks, 0, budget);
   if (!sinks.ok()) return sinks.status();
