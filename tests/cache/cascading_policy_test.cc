@@ -182,6 +182,25 @@ TEST(CascadingPolicyTest, DefaultsFollowTheBudget) {
   EXPECT_EQ(p->sink_tokens, 8);
 }
 
+TEST(CascadingPolicyTest, FactoryServesThePolicies) {
+  int served = 0;
+  for (const PolicyDescription& d : DescribeCachePolicies()) {
+    if (d.kind == CachePolicyKind::kCascading || d.kind == CachePolicyKind::kTreeKv ||
+        d.kind == CachePolicyKind::kFreqKv) {
+      EXPECT_TRUE(d.served);
+      EXPECT_FALSE(d.parameters.empty());
+      ++served;
+    }
+  }
+  EXPECT_EQ(served, 3);
+  for (CachePolicyKind kind :
+       {CachePolicyKind::kCascading, CachePolicyKind::kTreeKv, CachePolicyKind::kFreqKv}) {
+    auto policy = MakeCachePolicy({kind, 32, {}}, {100, 10});
+    ASSERT_TRUE(policy.ok()) << policy.status();
+    EXPECT_EQ((*policy)->position_mode(), PositionMode::kInCache);
+  }
+}
+
 TEST(CascadingPolicyTest, RefusesBadSpecsNamingTheField) {
   ExpectRefused(Refusal({}, 5), "cache.budget_tokens");  // S = 5 leaves W = 0
   ExpectRefused(Refusal({}, 0), "cache.budget_tokens");
@@ -211,7 +230,9 @@ TEST(CascadingPolicyTest, RandomInvariants) {
                                              : CascadingParams::HeadReduction::kMax;
       CascadingPolicy policy(params);
       KvCache cache = MakeCache(2, 8, policy.Capacity(30), 2);
+      bool heads_differ = false;  // selections are per KV head
       RunRandom(policy, cache, steps, [&](const KvCache& c) {
+        heads_differ = heads_differ || Held(c, 0, 1) != Held(c, 1, 1);
         EXPECT_LE(c.length(0), 15);
         for (int64_t h = 0; h < 2; ++h) {
           const auto held = Held(c, h, 1);
@@ -221,6 +242,7 @@ TEST(CascadingPolicyTest, RandomInvariants) {
         }
       });
       EXPECT_GT(policy.stats().evicted_tokens, 0);
+      EXPECT_TRUE(heads_differ);
     }
   }
   CascadingPolicy policy(Params(2, 4, 8, 0.9));

@@ -136,11 +136,37 @@ TEST(EngineTest, RefusesBadRequestsNamingTheField) {
   expect_invalid(Greedy({1, 512}, 5), "prompt_ids[1]");
   expect_invalid(Greedy({1, 2}, 0), "sampling.max_new_tokens");
   expect_invalid(Greedy(std::vector<int32_t>(500, 5), 100), "sampling.max_new_tokens");
-  GenerationRequest unknown_policy = Greedy({1}, 5);
-  unknown_policy.cache.kind = CachePolicyKind::kTreeKv;
-  unknown_policy.cache.budget_tokens = 64;
-  auto result = (*engine)->Submit(std::move(unknown_policy), [](TokenEvent) {});
-  EXPECT_EQ(result.status().code(), absl::StatusCode::kUnimplemented);
+  GenerationRequest small_budget = Greedy({1}, 5);
+  small_budget.cache.kind = CachePolicyKind::kTreeKv;
+  small_budget.cache.budget_tokens = 4;  // no room for a tree beside 4 sinks
+  expect_invalid(std::move(small_budget), "cache.budget_tokens");
+}
+
+// The IN-CACHE policies through the real model: with a budget above the stream they hold every
+// token at its own rank, so greedy ids equal FULL's; under a small budget they still finish.
+TEST(EngineTest, CompressedPoliciesRunThroughTheModel) {
+  KVSERVE_REQUIRE_STORIES260K();
+  auto config = StoriesConfig();
+  config.prefill_chunk = 4;
+  auto engine = Engine::Create(config);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  const auto golden = testing::LoadGoldenCases()[0];
+  for (CachePolicyKind kind :
+       {CachePolicyKind::kCascading, CachePolicyKind::kTreeKv, CachePolicyKind::kFreqKv}) {
+    for (int64_t budget : {256, 32}) {
+      GenerationRequest request = Greedy(golden.prompt_ids, 200);
+      request.cache.kind = kind;
+      request.cache.budget_tokens = budget;
+      Collector collector;
+      ASSERT_TRUE((*engine)->Submit(std::move(request), collector.Sink()).ok());
+      TokenEvent last = collector.Wait();
+      EXPECT_TRUE(last.status.ok()) << last.status;
+      EXPECT_EQ(collector.tokens().size(), 200u);
+      if (budget == 256) {
+        EXPECT_EQ(collector.tokens(), golden.greedy_ids) << CachePolicyName(kind);
+      }
+    }
+  }
 }
 
 TEST(EngineTest, FullQueueIsRefusedAtOnce) {
