@@ -12,6 +12,9 @@ int RunGenerateCommand(const std::vector<std::string>& args);
 // score: teacher-forced mean NLL and perplexity of a text file.
 int RunScoreCommand(const std::vector<std::string>& args);
 
+// eval: quality of cache policies against the full cache on held-out text.
+int RunEvalCommand(const std::vector<std::string>& args);
+
 // The model folder used when --model is not given: $KVSERVE_SHARED/models/stories260K, else
 // ../shared/models/stories260K.
 std::string DefaultModelDir();

@@ -13,6 +13,7 @@ constexpr char kUsage[] = R"(usage: kvserve-cli COMMAND [options]   (COMMAND --h
 commands:
   generate   generate text from a prompt on a local model (streams it, or --json)
   score      teacher-forced mean NLL and perplexity of a text file
+  eval       quality of cache policies against the full cache on held-out text
 )";
 
 }  // namespace
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 2, argv + argc);
   if (command == "generate") return kvserve::RunGenerateCommand(args);
   if (command == "score") return kvserve::RunScoreCommand(args);
+  if (command == "eval") return kvserve::RunEvalCommand(args);
   if (command == "--help" || command == "-h" || command == "help") {
     std::cout << kUsage;
     return 0;

@@ -170,7 +170,9 @@ at::Tensor LlamaModel::Forward(std::span<const SequenceInput> batch) {
   auto x = at::embedding(weights_.embed, token_ids);
   for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
     const LayerWeights& w = weights_.layers[layer];
-    x = x + Attention(layer, RmsNorm(x, w.input_norm), batch);
+    auto attention_input = RmsNorm(x, w.input_norm);
+    if (observer_) observer_(layer, attention_input);
+    x = x + Attention(layer, attention_input, batch);
     x = x + Mlp(w, RmsNorm(x, w.post_norm));
   }
   for (const SequenceInput& seq : batch)

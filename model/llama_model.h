@@ -10,6 +10,7 @@
 #include <absl/status/statusor.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -63,6 +64,11 @@ class LlamaModel {
   // token, or one per token when all_logits.
   at::Tensor Forward(std::span<const SequenceInput> batch);
 
+  // Offline tools only (calibration): called in Forward with each layer's attention input (the
+  // normalised hidden states [tokens, hidden] that the q/k/v projections read). nullptr clears it.
+  using LayerInputObserver = std::function<void(int64_t layer, const at::Tensor& input)>;
+  void SetLayerInputObserver(LayerInputObserver observer) { observer_ = std::move(observer); }
+
  private:
   LlamaModel(ModelConfig config, ModelOptions options, LlamaWeights weights,
              std::unique_ptr<AttentionBackend> attention);
@@ -76,6 +82,7 @@ class LlamaModel {
   LlamaWeights weights_;
   std::unique_ptr<AttentionBackend> attention_;
   RotaryEmbedding rope_;
+  LayerInputObserver observer_;
 };
 
 }  // namespace kvserve

@@ -27,6 +27,8 @@ class SafetensorsReader {
   std::vector<std::string> Names() const;
   // Shape of a stored tensor. REQUIRES: Has(name).
   std::vector<int64_t> Shape(const std::string& name) const;
+  // Stored dtype of a tensor. REQUIRES: Has(name).
+  at::ScalarType Dtype(const std::string& name) const { return entries_.at(name).dtype; }
   // Copies tensor `name` to `options` (dtype and device), converting from the stored dtype.
   absl::StatusOr<at::Tensor> Read(const std::string& name, const at::TensorOptions& options) const;
 

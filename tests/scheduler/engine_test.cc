@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <iostream>
 #include <mutex>
 
 #include "tests/model/golden.h"
@@ -186,6 +187,48 @@ TEST(EngineTest, SeededSamplingIsTheSameAloneOrBatched) {
   for (auto& c : crowd) c->Wait();
   EXPECT_EQ(crowd[3]->tokens(), alone.tokens());
   EXPECT_NE(crowd[2]->tokens(), alone.tokens());
+}
+
+}  // namespace
+}  // namespace kvserve
+
+namespace kvserve {
+namespace {
+
+// Every served compressed policy, at budgets 32 and 128, streams 300 tokens after a 400-token
+// prompt prefilled in chunks of 64, holding at most budget + chunk tokens (SnapKV: the prompt).
+TEST(EngineTest, CompressedPoliciesStayNearTheirBudget) {
+  KVSERVE_REQUIRE_STORIES260K();
+  auto config = StoriesConfig();
+  config.prefill_chunk = 64;
+  auto engine = Engine::Create(config);
+  ASSERT_TRUE(engine.ok());
+  std::vector<int32_t> prompt = {1};
+  for (const auto& c : testing::LoadGoldenCases()) {
+    prompt.insert(prompt.end(), c.greedy_ids.begin(), c.greedy_ids.end());
+  }
+  prompt.resize(400);
+  int served = 0;
+  for (const PolicyDescription& policy : (*engine)->model_info().cache_policies) {
+    if (!policy.served || policy.kind == CachePolicyKind::kFull) continue;
+    ++served;
+    for (int64_t budget : {32, 128}) {
+      SCOPED_TRACE(CachePolicyName(policy.kind) + " budget " + std::to_string(budget));
+      GenerationRequest request = Greedy(prompt, 300);
+      request.cache = {policy.kind, budget, {}};
+      Collector collector;
+      ASSERT_TRUE((*engine)->Submit(std::move(request), collector.Sink()).ok());
+      TokenEvent last = collector.Wait();
+      ASSERT_TRUE(last.status.ok()) << last.status;
+      EXPECT_EQ(collector.tokens().size(), 300u);
+      const int64_t limit = policy.kind == CachePolicyKind::kSnapKv ? 400 : budget + 64;
+      EXPECT_LE(last.usage.cache.peak_tokens, limit);
+      EXPECT_GT(last.usage.cache.evicted_tokens, 0);
+      EXPECT_EQ(last.usage.cache.budget_tokens, budget);
+    }
+  }
+  std::cout << served << " compressed policies served\n";
+  EXPECT_EQ((*engine)->stats().kv_pool_reserved_bytes, 0);
 }
 
 }  // namespace
