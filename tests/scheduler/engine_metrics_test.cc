@@ -5,6 +5,7 @@
 #include <future>
 #include <thread>
 
+#include "cache/cache_spec.h"
 #include "metrics/serving_metrics.h"
 #include "scheduler/engine.h"
 #include "tests/metrics/exposition.h"
@@ -114,6 +115,48 @@ TEST_F(EngineMetricsTest, CountsMatchTheTrafficSent) {
   EXPECT_EQ(Value("kvserve_num_requests_waiting"), 0);
   EXPECT_EQ(Value("kvserve_kv_cache_usage_perc"), 0);
   EXPECT_EQ(Value("kvserve_kv_pool_bytes", {{"state", "free"}}), 64 << 20);
+}
+
+// A compressed policy's evictions and compression ratio are those of the request's own usage.
+TEST_F(EngineMetricsTest, CacheCountersFollowTheRequestsUsage) {
+  std::vector<int32_t> prompt = {1};
+  for (const auto& c : testing::LoadGoldenCases()) {
+    prompt.insert(prompt.end(), c.greedy_ids.begin(), c.greedy_ids.end());
+  }
+  prompt.resize(200);
+  int served = 0;
+  for (const PolicyDescription& policy : engine_->model_info().cache_policies) {
+    if (!policy.served || policy.kind == CachePolicyKind::kFull) continue;
+    const std::string name = CachePolicyName(policy.kind);
+    SCOPED_TRACE(name);
+    ++served;
+    GenerationRequest request;
+    request.prompt_ids = prompt;
+    request.sampling.max_new_tokens = 40;
+    request.sampling.ignore_eos = true;
+    request.cache = {policy.kind, 32, {}};
+    std::promise<TokenEvent> done;
+    ASSERT_TRUE(engine_
+                    ->Submit(std::move(request),
+                             [&](TokenEvent e) {
+                               if (e.finished) done.set_value(std::move(e));
+                             })
+                    .ok());
+    auto future = done.get_future();
+    ASSERT_EQ(future.wait_for(60s), std::future_status::ready);
+    const TokenEvent last = future.get();
+    ASSERT_TRUE(last.status.ok()) << last.status;
+    const testing::LabelSet label = {{"policy", name}};
+    EXPECT_EQ(Value("kvserve_cache_evicted_tokens_total", label), last.usage.cache.evicted_tokens);
+    EXPECT_GT(last.usage.cache.evicted_tokens, 0);
+    EXPECT_EQ(Value("kvserve_cache_compression_events_total", label),
+              last.usage.cache.compression_events);
+    // Tokens seen: the prompt and every generated token but the last, which no step fed back.
+    EXPECT_DOUBLE_EQ(Value("kvserve_cache_compression_ratio_sum", label),
+                     (200.0 + 39) / last.usage.cache.peak_tokens);
+    EXPECT_GT(Value("kvserve_cache_policy_update_seconds_count", label), 0);
+  }
+  EXPECT_GT(served, 0) << "no compressed policy is served";
 }
 
 TEST_F(EngineMetricsTest, CancelledRequestsAreFailuresByCode) {
