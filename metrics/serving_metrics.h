@@ -82,6 +82,10 @@ class ServingMetrics {
   // Every family in the Prometheus text exposition format (version 0.0.4).
   std::string Exposition() const;
 
+  // Creates the per-policy series of `policy` at zero (as ServingMetricsOptions::policies does), for
+  // policies known only after construction, e.g. from the engine's model_info().
+  void DeclarePolicy(std::string_view policy) { Policy(policy); }
+
   // --- Requests (engine) ---
   // Admitted to the engine after `queue_seconds` in the queue: requests_by_policy, queue time.
   void OnRequestAdmitted(std::string_view policy, double queue_seconds);

@@ -69,6 +69,8 @@ TEST_F(ServingMetricsTest, KnownLabelValuesStartAtZero) {
   EXPECT_EQ(Value("kvserve_time_to_first_token_seconds_count", {{"policy", "FULL"}}), 0);
   EXPECT_EQ(Value("kvserve_engine_step_seconds_count", {{"phase", "mixed"}}), 0);
   EXPECT_EQ(Value("kvserve_kv_pool_bytes", {{"state", "free"}}), 0);
+  metrics_.DeclarePolicy("TREEKV");
+  EXPECT_EQ(Value("kvserve_cache_evicted_tokens_total", {{"policy", "TREEKV"}}), 0);
 }
 
 TEST_F(ServingMetricsTest, RequestLifecycle) {
