@@ -9,6 +9,8 @@ namespace kvserve {
 
 // generate: one request through the engine, streaming text (or --json at the end).
 int RunGenerateCommand(const std::vector<std::string>& args);
+// stream: a gRPC client of a running kvserve server, printing tokens as they arrive.
+int RunStreamCommand(const std::vector<std::string>& args);
 // score: teacher-forced mean NLL and perplexity of a text file.
 int RunScoreCommand(const std::vector<std::string>& args);
 

@@ -14,6 +14,7 @@ commands:
   generate   generate text from a prompt on a local model (streams it, or --json)
   score      teacher-forced mean NLL and perplexity of a text file
   eval       quality of cache policies against the full cache on held-out text
+  stream     stream a generation from a running kvserve server (gRPC)
 )";
 
 }  // namespace
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   if (command == "generate") return kvserve::RunGenerateCommand(args);
   if (command == "score") return kvserve::RunScoreCommand(args);
   if (command == "eval") return kvserve::RunEvalCommand(args);
+  if (command == "stream") return kvserve::RunStreamCommand(args);
   if (command == "--help" || command == "-h" || command == "help") {
     std::cout << kUsage;
     return 0;
