@@ -7,7 +7,7 @@ and against every name the dashboard, alerts and adapter use, then starts `prome
 every second and reads the series back through /api/v1/query: the counts must match what was sent,
 the latency histograms must be filled, and every dashboard and alert query must run.
 
-    prometheus_scrape_test.py --kvserve BIN --cli BIN --model DIR
+    prometheus_scrape_test.py --kvserve BIN --cli BIN --shared DIR   ($KVSERVE_SHARED wins)
 Exits 77 (skipped) when prometheus or promtool is not installed (scripts/install-deps.sh installs
 them). Everything listens on 127.0.0.1; every child is killed at the end; bounded in time.
 """
@@ -101,8 +101,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--kvserve", required=True)
     parser.add_argument("--cli", required=True)
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--shared", required=True, help="the shared folder (models/stories260K)")
     args = parser.parse_args()
+    args.model = str(Path(os.environ.get("KVSERVE_SHARED") or args.shared, "models/stories260K"))
     for tool in ("prometheus", "promtool"):
         if shutil.which(tool) is None:
             print(f"SKIP: {tool} not installed (Debian package prometheus; scripts/install-deps.sh)")
