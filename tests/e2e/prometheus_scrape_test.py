@@ -102,6 +102,8 @@ def main():
     parser.add_argument("--kvserve", required=True)
     parser.add_argument("--cli", required=True)
     parser.add_argument("--shared", required=True, help="the shared folder (models/stories260K)")
+    parser.add_argument("--server-arg", action="append", default=[],
+                        help="an extra kvserve flag, e.g. --server-arg=--device=cuda")
     args = parser.parse_args()
     args.model = str(Path(os.environ.get("KVSERVE_SHARED") or args.shared, "models/stories260K"))
     for tool in ("prometheus", "promtool"):
@@ -130,7 +132,7 @@ def run(args, children, tmp):
     server_out = open(tmp / "kvserve.out", "w+")
     server = children.start(
         [args.kvserve, f"--model={args.model}", "--host=127.0.0.1", "--port=0",
-         f"--metrics_port={metrics_port}", "--kv_cache_gb=0.25"],
+         f"--metrics_port={metrics_port}", "--kv_cache_gb=0.25", *args.server_arg],
         stdout=server_out, stderr=open(tmp / "kvserve.err", "w"))
 
     def listening():
@@ -140,6 +142,12 @@ def run(args, children, tmp):
         return m and m.group(1)
 
     grpc = f"127.0.0.1:{wait_for('kvserve to listen', listening, 60)}"
+    health = subprocess.run([args.cli, "health", "--server", grpc], capture_output=True, text=True,
+                            timeout=30)
+    check(health.returncode == 0, f"kvserve-cli health: {health.stdout.strip()}")
+    closed = subprocess.run([args.cli, "health", "--server", f"127.0.0.1:{free_port()}",
+                             "--timeout", "1"], capture_output=True, timeout=30)
+    check(closed.returncode == 1, "kvserve-cli health fails (exit 1) on a closed port")
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     wait_for("/metrics", lambda: http_get(metrics_url), 10)
 
