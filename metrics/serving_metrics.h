@@ -82,8 +82,8 @@ class ServingMetrics {
   // Every family in the Prometheus text exposition format (version 0.0.4).
   std::string Exposition() const;
 
-  // Creates the per-policy series of `policy` at zero (as ServingMetricsOptions::policies does), for
-  // policies known only after construction, e.g. from the engine's model_info().
+  // Creates the per-policy series of `policy` at zero (as ServingMetricsOptions::policies does),
+  // for policies known only after construction, e.g. from the engine's model_info().
   void DeclarePolicy(std::string_view policy) { Policy(policy); }
 
   // --- Requests (engine) ---
