@@ -13,33 +13,32 @@ namespace kvserve {
 
 absl::StatusOr<H2oPolicy::Params> H2oPolicy::Resolve(const CacheSpec& spec,
                                                      const PolicyContext& /*context*/) {
-  PolicyParams reader(spec, "h2o");
-  if (auto s = reader.CheckKnown({"heavy_tokens", "recent_tokens"}); !s.ok()) return s;
-  if (auto s = CheckBudget(spec, 2, "one heavy and one recent token"); !s.ok()) return s;
-  const int64_t budget = spec.budget_tokens;
-  auto heavy = reader.Int("heavy_tokens", 0);
+  auto reader = PolicyParams::Read(spec, "h2o", {"heavy_tokens", "recent_tokens"});
+  if (!reader.ok()) return reader.status();
+  if (auto s = reader->CheckBudget(2, "one heavy and one recent token"); !s.ok()) return s;
+  const int64_t budget = reader->budget();
+  auto heavy = reader->Int("heavy_tokens", 0, 1);
   if (!heavy.ok()) return heavy.status();
-  auto recent = reader.Int("recent_tokens", 0);
+  auto recent = reader->Int("recent_tokens", 0, 1);
   if (!recent.ok()) return recent.status();
-  const bool has_heavy = reader.Has("heavy_tokens"), has_recent = reader.Has("recent_tokens");
+  const bool has_heavy = reader->Has("heavy_tokens"), has_recent = reader->Has("recent_tokens");
   if (!has_heavy && !has_recent) return Params{budget - budget / 2, budget / 2};
   for (const auto& [name, value, given] : {std::tuple("heavy_tokens", *heavy, has_heavy),
                                            std::tuple("recent_tokens", *recent, has_recent)}) {
-    if (!given) continue;
-    if (auto s = CheckAtLeast(reader.Field(name), value, 1); !s.ok()) return s;
     // A lone parameter leaves the rest of the budget to the other, which needs >= 1 token.
-    if (value > budget - 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(reader.Field(name), " must be <= cache.budget_tokens - 1 = ", budget - 1,
-                       ", got ", value));
+    if (given && value > budget - 1) {
+      return FieldError(
+          reader->Field(name),
+          absl::StrCat("must be <= cache.budget_tokens - 1 = ", budget - 1, ", got ", value));
     }
   }
   if (!has_heavy) *heavy = budget - *recent;
   if (!has_recent) *recent = budget - *heavy;
   if (*heavy + *recent != budget) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        reader.Field("heavy_tokens"), " + ", reader.Field("recent_tokens"),
-        " must equal cache.budget_tokens = ", budget, ", got ", *heavy, " + ", *recent));
+    return FieldError(
+        absl::StrCat(reader->Field("heavy_tokens"), " + ", reader->Field("recent_tokens")),
+        absl::StrCat("must equal cache.budget_tokens = ", budget, ", got ", *heavy, " + ",
+                     *recent));
   }
   return Params{*heavy, *recent};
 }

@@ -3,15 +3,18 @@
 #include <absl/status/status.h>
 #include <absl/strings/str_cat.h>
 
+#include "cache/cascading_policy.h"
+#include "cache/freqkv_policy.h"
 #include "cache/full_policy.h"
 #include "cache/h2o_policy.h"
 #include "cache/snapkv_policy.h"
 #include "cache/streaming_llm_policy.h"
+#include "cache/treekv_policy.h"
 
 namespace kvserve {
 namespace {
 
-// Resolves the policy's parameters (defaults, validation) and builds it.
+// Resolves the policy's parameters (defaults, validation) with its static Resolve() and builds it.
 template <typename Policy>
 absl::StatusOr<std::unique_ptr<CachePolicy>> Make(const CacheSpec& spec,
                                                   const PolicyContext& context) {
@@ -33,20 +36,21 @@ absl::StatusOr<std::unique_ptr<CachePolicy>> MakeCachePolicy(const CacheSpec& sp
       return Make<H2oPolicy>(spec, context);
     case CachePolicyKind::kSnapKv:
       return Make<SnapKvPolicy>(spec, context);
-    default:
-      return absl::UnimplementedError(
-          absl::StrCat("cache.policy ", CachePolicyName(spec.kind), " is not served yet"));
+    case CachePolicyKind::kCascading:
+      return Make<CascadingPolicy>(spec, context);
+    case CachePolicyKind::kTreeKv:
+      return Make<TreeKvPolicy>(spec, context);
+    case CachePolicyKind::kFreqKv:
+      return Make<FreqKvPolicy>(spec, context);
   }
+  return absl::UnimplementedError(
+      absl::StrCat("cache.policy ", CachePolicyName(spec.kind), " is not served yet"));
 }
 
 std::vector<PolicyDescription> DescribeCachePolicies() {
-  std::vector<PolicyDescription> policies = {FullPolicy::Describe(), StreamingLlmPolicy::Describe(),
-                                             H2oPolicy::Describe(), SnapKvPolicy::Describe()};
-  for (CachePolicyKind kind :
-       {CachePolicyKind::kCascading, CachePolicyKind::kTreeKv, CachePolicyKind::kFreqKv}) {
-    policies.push_back({kind, false, "not served yet", {}});
-  }
-  return policies;
+  return {FullPolicy::Describe(),   StreamingLlmPolicy::Describe(), H2oPolicy::Describe(),
+          SnapKvPolicy::Describe(), CascadingPolicy::Describe(),    TreeKvPolicy::Describe(),
+          FreqKvPolicy::Describe()};
 }
 
 }  // namespace kvserve

@@ -1,51 +1,85 @@
 #include "cache/policy_params.h"
 
 #include <absl/strings/str_cat.h>
+#include <absl/strings/str_join.h>
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
 
 namespace kvserve {
 
-absl::Status PolicyParams::CheckKnown(std::initializer_list<const char*> known) const {
-  std::string unknown, names;
-  for (const char* name : known) names = names.empty() ? name : absl::StrCat(names, ", ", name);
-  for (const auto& [name, value] : spec_.params) {
-    bool found = false;
-    for (const char* k : known) found = found || name == k;
-    if (!found) unknown = absl::StrCat(unknown, unknown.empty() ? "" : ", ", Field(name));
-  }
-  if (unknown.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown cache parameter(s) ", unknown, "; cache.", policy_field_,
-                   " takes: ", names.empty() ? std::string("none") : names));
+absl::Status FieldError(const std::string& field, const std::string& message) {
+  return absl::InvalidArgumentError(absl::StrCat(field, " ", message));
 }
 
-absl::StatusOr<int64_t> PolicyParams::Int(const std::string& name, int64_t fallback) const {
-  auto it = spec_.params.find(name);
-  if (it == spec_.params.end()) return fallback;
-  const double value = it->second;
-  // 2^53: every integer up to it is exact in a double, and no budget comes near it.
-  constexpr double kLimit = 9007199254740992.0;
-  if (!std::isfinite(value) || std::floor(value) != value || std::fabs(value) > kLimit) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(Field(name), " must be an integer, got ", value));
+absl::StatusOr<PolicyParams> PolicyParams::Read(const CacheSpec& spec, std::string policy,
+                                                std::vector<std::string> known) {
+  PolicyParams params(spec, std::move(policy));
+  std::vector<std::string> unknown;
+  for (const auto& [name, value] : spec.params) {
+    if (std::find(known.begin(), known.end(), name) == known.end()) {
+      unknown.push_back(params.Field(name));
+    }
   }
-  return static_cast<int64_t>(value);
+  if (!unknown.empty()) {
+    return FieldError(
+        absl::StrJoin(unknown, ", "),
+        absl::StrCat(unknown.size() == 1 ? "is not a parameter" : "are not parameters", " of ",
+                     CachePolicyName(spec.kind),
+                     " (known: ", known.empty() ? "none" : absl::StrJoin(known, ", "), ")"));
+  }
+  if (auto s = params.CheckBudget(1, CachePolicyName(spec.kind)); !s.ok()) return s;
+  return params;
 }
 
 std::string PolicyParams::Field(const std::string& name) const {
-  return absl::StrCat("cache.", policy_field_, ".", name);
+  return absl::StrCat("cache.", policy_, ".", name);
 }
 
-absl::Status CheckBudget(const CacheSpec& spec, int64_t minimum, const std::string& why) {
-  if (spec.budget_tokens >= minimum) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("cache.budget_tokens must be >= ", minimum, " (",
-                                                 why, "), got ", spec.budget_tokens));
+std::string PolicyParams::Blame(std::initializer_list<std::string> names) const {
+  for (const std::string& name : names) {
+    if (Has(name)) return Field(name);
+  }
+  return "cache.budget_tokens";
 }
 
-absl::Status CheckAtLeast(const std::string& field, int64_t value, int64_t minimum) {
-  if (value >= minimum) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(field, " must be >= ", minimum, ", got ", value));
+absl::Status PolicyParams::CheckBudget(int64_t minimum, const std::string& why) const {
+  if (budget() >= minimum) return absl::OkStatus();
+  return FieldError("cache.budget_tokens",
+                    absl::StrCat("must be >= ", minimum, " (", why, "), got ", budget()));
+}
+
+absl::StatusOr<int64_t> PolicyParams::Int(const std::string& name, int64_t fallback, int64_t min,
+                                          int64_t max) const {
+  auto it = spec_.params.find(name);
+  if (it == spec_.params.end()) return fallback;
+  const double value = it->second;
+  // 2^53: every integer up to it is exact in a double, and no parameter comes near it.
+  constexpr double kLimit = 9007199254740992.0;
+  if (!std::isfinite(value) || std::floor(value) != value || std::fabs(value) > kLimit) {
+    return FieldError(Field(name), absl::StrCat("must be an integer, got ", value));
+  }
+  const auto integer = static_cast<int64_t>(value);
+  if (integer >= min && integer <= max) return integer;
+  if (max == kNoMax)
+    return FieldError(Field(name), absl::StrCat("must be >= ", min, ", got ", integer));
+  if (min == kNoMin)
+    return FieldError(Field(name), absl::StrCat("must be <= ", max, ", got ", integer));
+  return FieldError(Field(name), absl::StrCat("must be in [", min, ", ", max, "], got ", integer));
+}
+
+absl::StatusOr<double> PolicyParams::Real(const std::string& name, double fallback, double min,
+                                          double max, bool min_open) const {
+  auto it = spec_.params.find(name);
+  if (it == spec_.params.end()) return fallback;
+  const double value = it->second;
+  const bool low = min_open ? value > min : value >= min;
+  if (!std::isfinite(value) || !low || value > max) {
+    return FieldError(Field(name), absl::StrCat("must be in ", min_open ? "(" : "[", min, ", ", max,
+                                                "], got ", value));
+  }
+  return value;
 }
 
 }  // namespace kvserve

@@ -1,5 +1,7 @@
-// Reading one policy's CacheSpec::params: unknown names refused, integers checked integral, every
-// message naming the field as the API does ("cache.h2o.heavy_tokens"). Torch-free.
+// Reading a CacheSpec's named parameters for one policy: refuses unknown names, non-integral values
+// for integer parameters, out-of-range values and budgets below a policy's minimum, each with an
+// INVALID_ARGUMENT whose message starts with the field ("cache.<policy>.<param> must be ...",
+// "cache.budget_tokens must be ..."). Torch-free; used by each policy's Resolve().
 #pragma once
 
 #include <absl/status/status.h>
@@ -7,8 +9,9 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <limits>
 #include <string>
-#include <utility>
+#include <vector>
 
 #include "cache/cache_spec.h"
 
@@ -16,28 +19,43 @@ namespace kvserve {
 
 class PolicyParams {
  public:
-  // `policy_field`: the policy's name in field paths ("streaming_llm", "h2o", "snapkv").
-  PolicyParams(const CacheSpec& spec, std::string policy_field)
-      : spec_(spec), policy_field_(std::move(policy_field)) {}
+  static constexpr int64_t kNoMin = std::numeric_limits<int64_t>::min();
+  static constexpr int64_t kNoMax = std::numeric_limits<int64_t>::max();
 
-  // INVALID_ARGUMENT naming every parameter of the spec that is not in `known`.
-  absl::Status CheckKnown(std::initializer_list<const char*> known) const;
-  bool Has(const std::string& name) const { return spec_.params.count(name) > 0; }
-  // The value of integer parameter `name`, or `fallback` when the spec leaves it out.
-  // INVALID_ARGUMENT when the value is not integral.
-  absl::StatusOr<int64_t> Int(const std::string& name, int64_t fallback) const;
+  // `policy` is the field prefix under "cache." ("cascading"). Refuses, naming every one, the
+  // parameters of `spec` that are not in `known`, and a budget below 1.
+  static absl::StatusOr<PolicyParams> Read(const CacheSpec& spec, std::string policy,
+                                           std::vector<std::string> known);
+
+  int64_t budget() const { return spec_.budget_tokens; }
+  bool Has(const std::string& name) const { return spec_.params.count(name) != 0; }
   // "cache.<policy>.<name>".
   std::string Field(const std::string& name) const;
+  // The field to blame for a derived constraint: the first of `names` the request set, else
+  // "cache.budget_tokens" (the defaults follow the budget).
+  std::string Blame(std::initializer_list<std::string> names) const;
+
+  // INVALID_ARGUMENT "cache.budget_tokens must be >= minimum (why), got B" when the budget is
+  // below `minimum` (the parts a policy protects, §0.5 item 6).
+  absl::Status CheckBudget(int64_t minimum, const std::string& why) const;
+
+  // The integer parameter `name` (or `fallback` when absent), checked integral (|value| <= 2^53)
+  // and within [min, max]; kNoMin / kNoMax leave a side open ("must be >= 1, got 0").
+  absl::StatusOr<int64_t> Int(const std::string& name, int64_t fallback, int64_t min = kNoMin,
+                              int64_t max = kNoMax) const;
+  // The real parameter `name` (or `fallback`), checked to lie in (min, max] (`min_open`) or
+  // [min, max].
+  absl::StatusOr<double> Real(const std::string& name, double fallback, double min, double max,
+                              bool min_open) const;
 
  private:
-  const CacheSpec& spec_;
-  std::string policy_field_;
+  PolicyParams(const CacheSpec& spec, std::string policy)
+      : spec_(spec), policy_(std::move(policy)) {}
+  CacheSpec spec_;
+  std::string policy_;
 };
 
-// INVALID_ARGUMENT "cache.budget_tokens must be >= minimum (why), got B" when budget < minimum.
-absl::Status CheckBudget(const CacheSpec& spec, int64_t minimum, const std::string& why);
-
-// INVALID_ARGUMENT "<field> must be >= minimum, got value" when value < minimum.
-absl::Status CheckAtLeast(const std::string& field, int64_t value, int64_t minimum);
+// INVALID_ARGUMENT "<field> <message>".
+absl::Status FieldError(const std::string& field, const std::string& message);
 
 }  // namespace kvserve

@@ -4,45 +4,44 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
-#include <cmath>
 
 #include "cache/policy_params.h"
+#include "cache/policy_tensors.h"
 #include "cache/score_selection.h"
 
 namespace kvserve {
 
 absl::StatusOr<SnapKvPolicy::Params> SnapKvPolicy::Resolve(const CacheSpec& spec,
                                                            const PolicyContext& context) {
-  PolicyParams reader(spec, "snapkv");
-  if (auto s = reader.CheckKnown({"window_tokens", "kernel_size", "pooling"}); !s.ok()) return s;
-  if (auto s = CheckBudget(spec, 2, "a window of >= 1 token plus >= 1 selected token"); !s.ok()) {
+  auto reader = PolicyParams::Read(spec, "snapkv", {"window_tokens", "kernel_size", "pooling"});
+  if (!reader.ok()) return reader.status();
+  if (auto s = reader->CheckBudget(2, "a window of >= 1 token plus >= 1 selected token"); !s.ok()) {
     return s;
   }
   Params p;
-  p.budget_tokens = spec.budget_tokens;
+  p.budget_tokens = reader->budget();
   p.prompt_tokens = context.prompt_tokens;
   p.max_new_tokens = context.max_new_tokens;
-  auto window = reader.Int("window_tokens", std::min<int64_t>(32, spec.budget_tokens / 2));
+  auto window = reader->Int("window_tokens", std::min<int64_t>(32, p.budget_tokens / 2), 1);
   if (!window.ok()) return window.status();
   p.window_tokens = *window;
-  if (auto s = CheckAtLeast(reader.Field("window_tokens"), p.window_tokens, 1); !s.ok()) return s;
-  if (p.window_tokens >= spec.budget_tokens) {  // §0.5 item 6: B <= w is refused
-    return absl::InvalidArgumentError(absl::StrCat(
-        reader.Field("window_tokens"), " must be < cache.budget_tokens = ", spec.budget_tokens,
-        ", got ", p.window_tokens));
+  if (p.window_tokens >= p.budget_tokens) {  // §0.5 item 6: B <= w is refused
+    return FieldError(reader->Field("window_tokens"),
+                      absl::StrCat("must be < cache.budget_tokens = ", p.budget_tokens, ", got ",
+                                   p.window_tokens));
   }
-  auto kernel = reader.Int("kernel_size", 5);
+  auto kernel = reader->Int("kernel_size", 5);
   if (!kernel.ok()) return kernel.status();
   p.kernel_size = *kernel;
   if (p.kernel_size < 1 || p.kernel_size % 2 == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        reader.Field("kernel_size"), " must be an odd integer >= 1, got ", p.kernel_size));
+    return FieldError(reader->Field("kernel_size"),
+                      absl::StrCat("must be an odd integer >= 1, got ", p.kernel_size));
   }
-  auto pooling = reader.Int("pooling", 1);
+  auto pooling = reader->Int("pooling", 1);
   if (!pooling.ok()) return pooling.status();
   if (*pooling < 0 || *pooling > 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        reader.Field("pooling"), " must be 0 or 1 (average) or 2 (max), got ", *pooling));
+    return FieldError(reader->Field("pooling"),
+                      absl::StrCat("must be 0 or 1 (average) or 2 (max), got ", *pooling));
   }
   p.pooling = *pooling == 2 ? Pooling::kMax : Pooling::kAverage;
   return p;
@@ -79,7 +78,7 @@ void SnapKvPolicy::Update(KvCache& cache, const LayerStep& step) {
               step_end);
   const int64_t window_start = prompt - params_.window_tokens;
   if (step_end > window_start) {
-    AccumulateWindowAttention(step, std::max<int64_t>(0, window_start - step_start), step_start);
+    AccumulateWindowAttention(step, std::max<int64_t>(0, window_start - step_start));
   }
   if (step_end == prompt) Compress(cache, layer);
 }
@@ -87,24 +86,14 @@ void SnapKvPolicy::Update(KvCache& cache, const LayerStep& step) {
 // A window query sees only keys up to itself, and nothing is evicted before the prompt's end, so
 // its attention is final in the step that brings it: accumulating here equals attending with all
 // the last w queries at the end, whatever the chunking, without keeping queries across steps.
-void SnapKvPolicy::AccumulateWindowAttention(const LayerStep& step, int64_t first_query,
-                                             int64_t step_start) {
-  const int64_t layer = step.layer, kv_heads = step.keys.size(0), length = step.keys.size(1);
-  const int64_t m = step.new_tokens - first_query, heads = step.queries.size(1);
-  const int64_t dim = step.queries.size(2), group = heads / kv_heads;
+void SnapKvPolicy::AccumulateWindowAttention(const LayerStep& step, int64_t first_query) {
+  const int64_t layer = step.layer, m = step.new_tokens - first_query;
   const int64_t prefix = params_.prompt_tokens - params_.window_tokens;
-  // [kv_heads, group, m, dim] against [kv_heads, 1, length, dim], as the reference attention.
-  auto q = step.queries.narrow(0, first_query, m).to(at::kFloat);
-  q = q.reshape({m, kv_heads, group, dim}).permute({1, 2, 0, 3});
-  auto k = step.keys.to(at::kFloat).unsqueeze(1);
-  auto logits = at::matmul(q, k.transpose(-1, -2)) * (1.0 / std::sqrt(static_cast<double>(dim)));
-  const auto long_options = at::TensorOptions().dtype(at::kLong).device(logits.device());
-  auto query_pos = at::arange(step_start + first_query, step_start + step.new_tokens, long_options);
-  auto key_pos = at::arange(length, long_options);
-  logits = logits.masked_fill(key_pos.unsqueeze(0) > query_pos.unsqueeze(1), -INFINITY);
+  // The step ends at the cache's end (checked in Update), so these m queries are its last.
+  auto probs = StepAttentionProbs(step.queries.narrow(0, first_query, m), step.keys);
   // §0.5 item 14: mean over the group's query heads; Σ over the window queries (same ranking as
   // the mean, and the spec's worked example lists sums).
-  auto mass = at::softmax(logits, -1).narrow(-1, 0, prefix).mean(1).sum(1);
+  auto mass = probs.narrow(-1, 0, prefix).mean(1).sum(1);
   if (static_cast<int64_t>(window_mass_.size()) <= layer) window_mass_.resize(layer + 1);
   if (!window_mass_[layer].defined()) window_mass_[layer] = at::zeros_like(mass);
   window_mass_[layer] += mass;

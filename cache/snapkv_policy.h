@@ -45,7 +45,8 @@ class SnapKvPolicy : public CachePolicy {
   void Update(KvCache& cache, const LayerStep& step) override;
 
  private:
-  void AccumulateWindowAttention(const LayerStep& step, int64_t first_query, int64_t step_start);
+  // Adds the attention of the step's queries from `first_query` on (window queries) to the prefix.
+  void AccumulateWindowAttention(const LayerStep& step, int64_t first_query);
   void Compress(KvCache& cache, int64_t layer);
 
   Params params_;

@@ -10,26 +10,26 @@ namespace kvserve {
 
 absl::StatusOr<StreamingLlmPolicy::Params> StreamingLlmPolicy::Resolve(
     const CacheSpec& spec, const PolicyContext& /*context*/) {
-  PolicyParams reader(spec, "streaming_llm");
-  if (auto s = reader.CheckKnown({"sink_tokens", "window_tokens"}); !s.ok()) return s;
+  auto reader = PolicyParams::Read(spec, "streaming_llm", {"sink_tokens", "window_tokens"});
+  if (!reader.ok()) return reader.status();
+  const int64_t budget = reader->budget();
   Params p;
-  auto sinks = reader.Int("sink_tokens", 4);
+  auto sinks = reader->Int("sink_tokens", 4, 0);
   if (!sinks.ok()) return sinks.status();
   p.sink_tokens = *sinks;
-  if (auto s = CheckAtLeast(reader.Field("sink_tokens"), p.sink_tokens, 0); !s.ok()) return s;
   // §0.5 item 6: the budget must leave room for at least one recent token beside the sinks.
-  if (auto s = CheckBudget(spec, p.sink_tokens + 1,
-                           absl::StrCat("sink_tokens ", p.sink_tokens, " + 1 recent token"));
+  if (auto s = reader->CheckBudget(
+          p.sink_tokens + 1, absl::StrCat("sink_tokens ", p.sink_tokens, " + 1 recent token"));
       !s.ok()) {
     return s;
   }
-  auto window = reader.Int("window_tokens", spec.budget_tokens - p.sink_tokens);
+  auto window = reader->Int("window_tokens", budget - p.sink_tokens);
   if (!window.ok()) return window.status();
   p.window_tokens = *window;
-  if (p.sink_tokens + p.window_tokens != spec.budget_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        reader.Field("window_tokens"), " must equal cache.budget_tokens - sink_tokens = ",
-        spec.budget_tokens - p.sink_tokens, ", got ", p.window_tokens));
+  if (p.sink_tokens + p.window_tokens != budget) {
+    return FieldError(reader->Field("window_tokens"),
+                      absl::StrCat("must equal cache.budget_tokens - sink_tokens = ",
+                                   budget - p.sink_tokens, ", got ", p.window_tokens));
   }
   return p;
 }

@@ -59,7 +59,7 @@ absl::Status BuildRequest(const StreamOptions& o, v1::GenerateRequest& request) 
 
 int RunStreamCommand(const std::vector<std::string>& args) {
   StreamOptions o;
-  ArgParser parser("usage: kvserve-cli stream --server HOST:PORT --prompt TEXT [options]");
+  ArgParser parser("kvserve-cli stream --server HOST:PORT --prompt TEXT [options]");
   parser.AddString("server", &o.server, "the kvserve server");
   parser.AddString("prompt", &o.prompt, "prompt text");
   parser.AddString("request-id", &o.request_id, "request id (the server makes one up if empty)");

@@ -11,6 +11,7 @@
 
 #include "cache/kv_pool.h"
 #include "cache/policy_factory.h"
+#include "model/device_memory.h"
 #include "model/llama_model.h"
 #include "scheduler/engine_metrics.h"
 #include "scheduler/sampler.h"
@@ -384,6 +385,22 @@ class Engine::Impl {
   std::thread thread_;
 };
 
+// The pool: kv_cache_bytes, or on CUDA when that is 0, what gpu_memory_fraction of the device leaves
+// after what is already in use (the weights, loaded first), as vLLM's --gpu-memory-utilization.
+static absl::StatusOr<int64_t> KvPoolBytes(const EngineConfig& config, at::Device device) {
+  if (config.kv_cache_bytes > 0) return config.kv_cache_bytes;
+  auto memory = QueryDeviceMemory(device);
+  if (!memory.ok()) return memory.status();
+  const int64_t used = memory->total_bytes - memory->free_bytes;
+  const auto pool = static_cast<int64_t>(config.gpu_memory_fraction * memory->total_bytes) - used;
+  if (pool <= 0) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "gpu_memory_fraction ", config.gpu_memory_fraction, " leaves no room for the KV pool: ",
+        used >> 20, " MiB of ", memory->total_bytes >> 20, " MiB are in use"));
+  }
+  return pool;
+}
+
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config) {
   auto dtype = ParseDtype(config.dtype);
   if (!dtype.ok()) return dtype.status();
@@ -394,17 +411,19 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& confi
     return absl::InvalidArgumentError(
         "engine limits must be >= 1, and max_batch_tokens >= max_running");
   }
-  if (config.kv_cache_bytes <= 0) {
+  if (config.kv_cache_bytes < 0 || (config.kv_cache_bytes == 0 && !device->is_cuda())) {
     return absl::InvalidArgumentError("the KV pool size (kv_cache_bytes) must be > 0");
   }
   auto model = LlamaModel::Load(config.model, {*dtype, *device, 0});
   if (!model.ok()) return model.status();
+  auto pool_bytes = KvPoolBytes(config, *device);
+  if (!pool_bytes.ok()) return pool_bytes.status();
   spdlog::info("loaded {} ({} layers, {} heads, {} KV heads) as {} on {}; KV pool {} MiB",
                (*model)->config().name, (*model)->config().num_layers, (*model)->config().num_heads,
                (*model)->config().num_kv_heads, config.dtype, config.device,
-               config.kv_cache_bytes >> 20);
+               *pool_bytes >> 20);
   return std::unique_ptr<Engine>(
-      new Engine(std::make_unique<Impl>(config, std::move(*model), config.kv_cache_bytes)));
+      new Engine(std::make_unique<Impl>(config, std::move(*model), *pool_bytes)));
 }
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

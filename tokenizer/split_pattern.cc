@@ -1,6 +1,7 @@
 #include "tokenizer/split_pattern.h"
 
 #include <cstddef>
+#include <cstdint>
 
 #include "tokenizer/unicode.h"
 

@@ -20,7 +20,7 @@ struct PolicyRun {
 
 // Prefills `prompt` tokens of `stream` in chunks, then decodes the rest one token per step.
 PolicyRun Drive(LlamaModel& model, const CacheSpec& spec, const std::vector<int32_t>& stream,
-          int64_t prompt, int64_t sinks) {
+                int64_t prompt, int64_t sinks) {
   const int64_t total = static_cast<int64_t>(stream.size());
   auto policy = MakeCachePolicy(spec, {prompt, total - prompt});
   EXPECT_TRUE(policy.ok()) << policy.status();
@@ -96,16 +96,16 @@ TEST_P(PolicyInvariants, IdenticalToFullWhenTheBudgetExceedsTheSequence) {
   PolicyRun policy = Drive(*model_, {GetParam(), 256, {}}, stream_, prompt, 0);
   ASSERT_EQ(full.logits.size(), policy.logits.size());
   for (size_t step = 0; step < full.logits.size(); ++step) {
-    ASSERT_TRUE(at::allclose(policy.logits[step], full.logits[step], 1e-5, 1e-5)) << "step " << step;
+    ASSERT_TRUE(at::allclose(policy.logits[step], full.logits[step], 1e-5, 1e-5))
+        << "step " << step;
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Served, PolicyInvariants,
-    ::testing::Values(CachePolicyKind::kStreamingLlm, CachePolicyKind::kH2o,
-                      CachePolicyKind::kSnapKv, CachePolicyKind::kCascading,
-                      CachePolicyKind::kTreeKv, CachePolicyKind::kFreqKv),
-    [](const auto& info) { return CachePolicyName(info.param); });
+INSTANTIATE_TEST_SUITE_P(Served, PolicyInvariants,
+                         ::testing::Values(CachePolicyKind::kStreamingLlm, CachePolicyKind::kH2o,
+                                           CachePolicyKind::kSnapKv, CachePolicyKind::kCascading,
+                                           CachePolicyKind::kTreeKv, CachePolicyKind::kFreqKv),
+                         [](const auto& info) { return CachePolicyName(info.param); });
 
 }  // namespace
 }  // namespace kvserve

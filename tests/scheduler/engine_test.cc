@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
-#include <iostream>
 #include <mutex>
 
 #include "tests/model/golden.h"
@@ -137,11 +136,41 @@ TEST(EngineTest, RefusesBadRequestsNamingTheField) {
   expect_invalid(Greedy({1, 512}, 5), "prompt_ids[1]");
   expect_invalid(Greedy({1, 2}, 0), "sampling.max_new_tokens");
   expect_invalid(Greedy(std::vector<int32_t>(500, 5), 100), "sampling.max_new_tokens");
-  GenerationRequest unknown_policy = Greedy({1}, 5);
-  unknown_policy.cache.kind = CachePolicyKind::kTreeKv;
-  unknown_policy.cache.budget_tokens = 64;
-  auto result = (*engine)->Submit(std::move(unknown_policy), [](TokenEvent) {});
-  EXPECT_EQ(result.status().code(), absl::StatusCode::kUnimplemented);
+  GenerationRequest small_budget = Greedy({1}, 5);
+  small_budget.cache.kind = CachePolicyKind::kTreeKv;
+  small_budget.cache.budget_tokens = 4;  // no room for a tree beside 4 sinks
+  expect_invalid(std::move(small_budget), "cache.budget_tokens");
+}
+
+// Every served compressed policy through the real model: with a budget above the stream it holds
+// every token (IN-CACHE policies at their own rank), so greedy ids equal FULL's; under a small
+// budget it still finishes.
+TEST(EngineTest, CompressedPoliciesRunThroughTheModel) {
+  KVSERVE_REQUIRE_STORIES260K();
+  auto config = StoriesConfig();
+  config.prefill_chunk = 4;
+  auto engine = Engine::Create(config);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  const auto golden = testing::LoadGoldenCases()[0];
+  int served = 0;
+  for (const PolicyDescription& policy : (*engine)->model_info().cache_policies) {
+    if (!policy.served || policy.kind == CachePolicyKind::kFull) continue;
+    ++served;
+    for (int64_t budget : {256, 32}) {
+      GenerationRequest request = Greedy(golden.prompt_ids, 200);
+      request.cache.kind = policy.kind;
+      request.cache.budget_tokens = budget;
+      Collector collector;
+      ASSERT_TRUE((*engine)->Submit(std::move(request), collector.Sink()).ok());
+      TokenEvent last = collector.Wait();
+      EXPECT_TRUE(last.status.ok()) << last.status;
+      EXPECT_EQ(collector.tokens().size(), 200u);
+      if (budget == 256) {
+        EXPECT_EQ(collector.tokens(), golden.greedy_ids) << CachePolicyName(policy.kind);
+      }
+    }
+  }
+  EXPECT_EQ(served, 6);
 }
 
 TEST(EngineTest, FullQueueIsRefusedAtOnce) {
@@ -189,12 +218,6 @@ TEST(EngineTest, SeededSamplingIsTheSameAloneOrBatched) {
   EXPECT_NE(crowd[2]->tokens(), alone.tokens());
 }
 
-}  // namespace
-}  // namespace kvserve
-
-namespace kvserve {
-namespace {
-
 // Every served compressed policy, at budgets 32 and 128, streams 300 tokens after a 400-token
 // prompt prefilled in chunks of 64, holding at most budget + chunk tokens (SnapKV: see below).
 TEST(EngineTest, CompressedPoliciesStayNearTheirBudget) {
@@ -223,14 +246,15 @@ TEST(EngineTest, CompressedPoliciesStayNearTheirBudget) {
       EXPECT_EQ(collector.tokens().size(), 300u);
       // SnapKV compresses the prompt once and then grows (policies.md §0.5 item 9): its peak is
       // max(prompt, budget + new tokens), which is what admission reserves for it.
-      const int64_t limit = policy.kind == CachePolicyKind::kSnapKv ? std::max<int64_t>(400, budget + 300)
-                                                                    : budget + 64;
+      const int64_t limit = policy.kind == CachePolicyKind::kSnapKv
+                                ? std::max<int64_t>(400, budget + 300)
+                                : budget + 64;
       EXPECT_LE(last.usage.cache.peak_tokens, limit);
       EXPECT_GT(last.usage.cache.evicted_tokens, 0);
       EXPECT_EQ(last.usage.cache.budget_tokens, budget);
     }
   }
-  std::cout << served << " compressed policies served\n";
+  EXPECT_EQ(served, 6);
   EXPECT_EQ((*engine)->stats().kv_pool_reserved_bytes, 0);
 }
 
