@@ -11,6 +11,8 @@ namespace kvserve {
 int RunGenerateCommand(const std::vector<std::string>& args);
 // stream: a gRPC client of a running kvserve server, printing tokens as they arrive.
 int RunStreamCommand(const std::vector<std::string>& args);
+// health: the grpc.health.v1 check of a running server; exit 0 when SERVING.
+int RunHealthCommand(const std::vector<std::string>& args);
 // score: teacher-forced mean NLL and perplexity of a text file.
 int RunScoreCommand(const std::vector<std::string>& args);
 

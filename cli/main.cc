@@ -15,6 +15,7 @@ commands:
   score      teacher-forced mean NLL and perplexity of a text file
   eval       quality of cache policies against the full cache on held-out text
   stream     stream a generation from a running kvserve server (gRPC)
+  health     grpc.health.v1 check of a running server (exit 0 when SERVING)
 )";
 
 }  // namespace
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
   if (command == "score") return kvserve::RunScoreCommand(args);
   if (command == "eval") return kvserve::RunEvalCommand(args);
   if (command == "stream") return kvserve::RunStreamCommand(args);
+  if (command == "health") return kvserve::RunHealthCommand(args);
   if (command == "--help" || command == "-h" || command == "help") {
     std::cout << kUsage;
     return 0;

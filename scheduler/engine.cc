@@ -13,8 +13,10 @@
 #include "cache/policy_factory.h"
 #include "model/device_memory.h"
 #include "model/llama_model.h"
+#include "scheduler/engine_metrics.h"
 #include "scheduler/sampler.h"
 #include "scheduler/step_planner.h"
+#include "scheduler/timed_policy.h"
 
 namespace kvserve {
 namespace {
@@ -33,20 +35,21 @@ struct EngineRequest {
   GenerationRequest request;
   TokenSink sink;
   std::shared_ptr<RequestHandle> handle;
-  std::unique_ptr<CachePolicy> policy;
+  std::unique_ptr<TimedCachePolicy> policy;
+  std::string policy_name;  // the metrics' policy label
   int64_t reserved_bytes = 0;
   uint64_t sequence = 0;  // arrival order, for stable priority ordering
   std::unique_ptr<KvCache> cache;
   std::unique_ptr<Sampler> sampler;
   int64_t prefilled = 0;
   std::vector<int32_t> generated;
-  std::optional<Clock::time_point> first_token;
+  RequestTimes times;
 };
 
 class Engine::Impl {
  public:
   Impl(const EngineConfig& config, std::unique_ptr<LlamaModel> model, int64_t pool_bytes)
-      : config_(config), model_(std::move(model)), pool_(pool_bytes) {
+      : config_(config), model_(std::move(model)), pool_(pool_bytes), metrics_(config.metrics) {
     const ModelConfig& c = model_->config();
     info_ = {c.name,
              DtypeName(model_->options().dtype),
@@ -64,6 +67,7 @@ class Engine::Impl {
              model_->cache_shape().BytesPerToken(),
              config.max_new_tokens_limit,
              DescribeCachePolicies()};
+    metrics_.State(stats());
     thread_ = std::thread([this] { Run(); });
   }
 
@@ -81,8 +85,7 @@ class Engine::Impl {
 
   EngineStats stats() const {
     std::lock_guard lock(mutex_);
-    return {static_cast<int64_t>(running_count_), static_cast<int64_t>(waiting_.size()),
-            pool_.reserved_bytes(), pool_.capacity_bytes()};
+    return StatsLocked();
   }
 
   absl::StatusOr<std::shared_ptr<RequestHandle>> Submit(GenerationRequest request, TokenSink sink) {
@@ -119,6 +122,12 @@ class Engine::Impl {
   }
 
  private:
+  // REQUIRES: mutex_ held.
+  EngineStats StatsLocked() const {
+    return {static_cast<int64_t>(running_count_), static_cast<int64_t>(waiting_.size()),
+            pool_.reserved_bytes(), pool_.capacity_bytes()};
+  }
+
   // Everything Submit can check without the engine thread.
   absl::StatusOr<std::unique_ptr<EngineRequest>> Prepare(GenerationRequest request) {
     const int64_t prompt = static_cast<int64_t>(request.prompt_ids.size());
@@ -155,7 +164,9 @@ class Engine::Impl {
                        " bytes of KV cache, more than the whole pool (", pool_.capacity_bytes(),
                        " bytes): lower sampling.max_new_tokens or the prompt"));
     }
-    entry->policy = std::move(*policy);
+    entry->policy = std::make_unique<TimedCachePolicy>(std::move(*policy));
+    entry->policy_name = CachePolicyName(request.cache.kind);
+    entry->times.arrival = request.arrival;
     entry->handle = std::make_shared<RequestHandle>();
     entry->request = std::move(request);
     return entry;
@@ -176,6 +187,7 @@ class Engine::Impl {
       {
         std::lock_guard lock(mutex_);
         running_count_ = running_.size();
+        metrics_.State(StatsLocked());
         if (waiting_.empty() && running_.empty()) idle_.notify_all();
       }
     }
@@ -210,6 +222,7 @@ class Engine::Impl {
       }
       const uint64_t seed = r.request.sampling.seed.value_or(std::random_device{}());
       r.sampler = std::make_unique<Sampler>(r.request.sampling, seed, r.request.prompt_ids);
+      metrics_.Admitted(r.policy_name, r.times);
       running_.push_back(std::move(*best));
       waiting_.erase(best);
     }
@@ -249,6 +262,7 @@ class Engine::Impl {
   }
 
   void Step() {
+    StepRecord record;
     std::vector<PlanCandidate> candidates;
     for (const auto& r : running_) {
       const int64_t remaining = static_cast<int64_t>(r->request.prompt_ids.size()) - r->prefilled;
@@ -277,6 +291,7 @@ class Engine::Impl {
       std::erase(running_, nullptr);
       return;
     }
+    RecordWork(plan, record);
     const int64_t vocab = logits.size(1);
     for (size_t row = 0; row < plan.size(); ++row) {
       EngineRequest& r = *running_[plan[row].candidate];
@@ -289,12 +304,23 @@ class Engine::Impl {
       Emit(r, token);
     }
     std::erase(running_, nullptr);
+    metrics_.Step(record);
+  }
+
+  // The step's batch, tokens and cache-maintenance time, taken before requests may finish.
+  void RecordWork(const std::vector<PlannedWork>& plan, StepRecord& record) {
+    for (const PlannedWork& work : plan) {
+      const EngineRequest& r = *running_[work.candidate];
+      ++record.batch_size;
+      (work.decode ? record.decode_tokens : record.prefill_tokens) += work.tokens;
+      record.AddPolicyUpdate(r.policy_name, r.policy->TakeUpdateSeconds());
+    }
   }
 
   // Sends one new token and ends the request when it was its last.
   void Emit(EngineRequest& r, int32_t token) {
     r.generated.push_back(token);
-    if (!r.first_token) r.first_token = Clock::now();
+    metrics_.TokenSent(r.policy_name, r.times);
     const SamplingParams& s = r.request.sampling;
     FinishReason reason = FinishReason::kNone;
     if (!s.ignore_eos &&
@@ -321,13 +347,16 @@ class Engine::Impl {
     TokenEvent event{std::move(last_tokens), true, reason, status, {}};
     event.usage.prompt_tokens = static_cast<int64_t>(r.request.prompt_ids.size());
     event.usage.completion_tokens = static_cast<int64_t>(r.generated.size());
-    if (r.first_token) {
+    if (r.times.first_token) {
       event.usage.time_to_first_token_ms =
-          std::chrono::duration<double, std::milli>(*r.first_token - r.request.arrival).count();
+          std::chrono::duration<double, std::milli>(*r.times.first_token - r.request.arrival)
+              .count();
     }
     const CacheStats& cache = r.policy->stats();
     event.usage.cache = {r.request.cache.kind, r.request.cache.budget_tokens, cache.peak_tokens,
                          cache.evicted_tokens, cache.compression_events};
+    metrics_.Finished(r.policy_name, r.times, reason, status, event.usage,
+                      r.cache ? r.cache->tokens_seen() : 0);
     r.cache.reset();
     if (r.sampler) pool_.Release(r.reserved_bytes);  // a sampler exists only once admitted
     spdlog::info("[{}] finished: reason {} status {} prompt {} completion {} in {:.1f} ms",
@@ -340,6 +369,7 @@ class Engine::Impl {
   const EngineConfig config_;
   std::unique_ptr<LlamaModel> model_;
   KvPool pool_;
+  EngineMetrics metrics_;
   ModelInfo info_;
 
   mutable std::mutex mutex_;

@@ -24,6 +24,8 @@
 
 namespace kvserve {
 
+class ServingMetrics;  // metrics/serving_metrics.h
+
 struct SamplingParams {
   int32_t max_new_tokens = 16;
   float temperature = 0.0f;         // 0: greedy (the lowest id among equal maxima)
@@ -116,6 +118,10 @@ struct EngineConfig {
   int32_t prefill_chunk = 512;          // most prompt tokens of one request per step
   int32_t max_batch_tokens = 4096;      // most tokens (prefill + decode) per step
   int32_t max_new_tokens_limit = 4096;  // the largest max_new_tokens accepted
+  // Where the engine records its metrics (admissions, tokens, latencies, steps, queue and pool,
+  // cache policies, and the end of every request Submit accepted; not Submit's own errors, which
+  // the caller records). nullptr: none. Not owned; must outlive the engine.
+  ServingMetrics* metrics = nullptr;
 };
 
 struct ModelInfo {

@@ -6,7 +6,8 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libtorch-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev prometheus-cpp-dev libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev
+  nlohmann-json3-dev libcpp-httplib-dev
+  prometheus  # the real server and promtool, for the metrics tests (tests/e2e)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <utility>
 
+#include "metrics/serving_metrics.h"
 #include "server/status_mapping.h"
 
 namespace kvserve {
@@ -60,6 +61,7 @@ GenerateReactor::GenerateReactor(const GenerationBackend& backend,
   if (!status.ok()) {
     // Refused before the engine saw it: this is the request's only info line.
     spdlog::info("[{}] refused: {}", request_id_, status.ToString());
+    if (backend_.metrics != nullptr) backend_.metrics->OnRequestRejected(status.code());
     Finish(ToGrpcStatus(status));
   }
 }

@@ -22,12 +22,17 @@
 
 namespace kvserve {
 
+class ServingMetrics;  // metrics/serving_metrics.h
+
 // What every Generate call needs; owned by the service, outlives every reactor.
 struct GenerationBackend {
   Engine* engine = nullptr;
   const Tokenizer* tokenizer = nullptr;  // null: prompt_ids only, no text
   RequestLimits limits;
   StreamCounter* streams = nullptr;
+  // Counts the calls refused before the engine accepted them (the engine counts the rest). Null:
+  // no metrics.
+  ServingMetrics* metrics = nullptr;
 };
 
 class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {

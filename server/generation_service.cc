@@ -4,13 +4,15 @@
 
 namespace kvserve {
 
-GenerationService::GenerationService(Engine* engine, const Tokenizer* tokenizer)
+GenerationService::GenerationService(Engine* engine, const Tokenizer* tokenizer,
+                                     ServingMetrics* metrics)
     : model_info_(ToProtoModelInfo(engine->model_info())) {
   const ModelInfo& info = engine->model_info();
   backend_ = {engine,
               tokenizer,
               {info.vocab_size, info.context_length, info.max_new_tokens_limit},
-              &streams_};
+              &streams_,
+              metrics};
 }
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(

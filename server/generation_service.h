@@ -15,7 +15,8 @@ namespace kvserve {
 
 class GenerationService final : public v1::Generation::CallbackService {
  public:
-  GenerationService(Engine* engine, const Tokenizer* tokenizer);
+  // `metrics` (may be null) counts the calls refused before reaching the engine.
+  GenerationService(Engine* engine, const Tokenizer* tokenizer, ServingMetrics* metrics = nullptr);
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;

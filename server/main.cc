@@ -25,7 +25,7 @@ ABSL_FLAG(std::string, host, kDefaults.host, "address to listen on");
 ABSL_FLAG(int32_t, port, kDefaults.port,
           "port to listen on; 0 picks a free one (printed as 'listening on HOST:PORT')");
 ABSL_FLAG(int32_t, metrics_port, kDefaults.metrics_port,
-          "Prometheus /metrics port; accepted, served in a later release; 0: off");
+          "Prometheus /metrics port (on --host); 0: off");
 ABSL_FLAG(std::string, dtype, kDefaults.dtype, "model dtype: float32, float16 or bfloat16");
 ABSL_FLAG(std::string, device, kDefaults.device, "cpu, cuda or cuda:N");
 ABSL_FLAG(double, kv_cache_gb, kDefaults.kv_cache_gb,

@@ -3,6 +3,7 @@
 #include <absl/strings/str_cat.h>
 
 #include <cmath>
+#include <filesystem>
 
 namespace kvserve {
 
@@ -26,6 +27,12 @@ absl::Status ServerConfig::Validate() const {
     return bad(absl::StrCat("--max-message-bytes must be >= 1024, got ", max_message_bytes));
   }
   return absl::OkStatus();  // the engine checks its own limits
+}
+
+std::string ServerConfig::ModelName() const {
+  if (model.starts_with("dummy:")) return model;
+  const std::filesystem::path path = std::filesystem::path(model).lexically_normal();
+  return path.has_filename() ? path.filename().string() : path.parent_path().filename().string();
 }
 
 EngineConfig ServerConfig::ToEngineConfig() const {

@@ -15,8 +15,8 @@ struct ServerConfig {
   std::string model = "../shared/models/stories260K";  // a Hugging Face folder or dummy:NAME
   std::string tokenizer;  // folder with tokenizer.json/.model; empty: the model folder
   std::string host = "127.0.0.1";
-  int32_t port = 50051;      // 0: any free port, printed as "listening on HOST:PORT"
-  int32_t metrics_port = 0;  // 0: off (metrics come with a later issue)
+  int32_t port = 50051;         // 0: any free port, printed as "listening on HOST:PORT"
+  int32_t metrics_port = 9400;  // Prometheus /metrics on host:metrics_port; 0: off
   std::string dtype = "float32";
   std::string device = "cpu";
   double kv_cache_gb = 1.0;  // KV pool size in GiB; 0: a fraction of free device memory (CUDA)
@@ -33,6 +33,9 @@ struct ServerConfig {
   // INVALID_ARGUMENT naming the flag for a value out of range.
   absl::Status Validate() const;
   EngineConfig ToEngineConfig() const;
+  // The model_name label of the metrics: the model folder's name (as the engine names the model),
+  // or dummy:NAME.
+  std::string ModelName() const;
 };
 
 // Runs the server until SIGTERM or SIGINT, then drains (health NOT_SERVING, no new requests,

@@ -12,6 +12,8 @@
 #include <iostream>
 #include <thread>
 
+#include "metrics/metrics_server.h"
+#include "metrics/serving_metrics.h"
 #include "server/generation_service.h"
 #include "server/server_config.h"
 
@@ -70,20 +72,35 @@ int RunServer(const ServerConfig& config) {
     spdlog::error("{}", std::string(s.message()));
     return 2;
   }
+  // Metrics first: /metrics answers (and a busy port fails fast) while the model loads.
+  ServingMetrics metrics({config.ModelName(), {}});
+  std::unique_ptr<MetricsServer> metrics_server;
   if (config.metrics_port != 0) {
-    spdlog::warn("--metrics-port {} accepted but not served yet", config.metrics_port);
+    auto started = MetricsServer::Start(config.host, config.metrics_port,
+                                        [&metrics] { return metrics.Exposition(); });
+    if (!started.ok()) {
+      spdlog::error("--metrics-port: {}", started.status().ToString());
+      return 1;
+    }
+    metrics_server = std::move(*started);
+    spdlog::info("metrics on http://{}:{}/metrics", config.host, metrics_server->port());
   }
   auto tokenizer = LoadTokenizer(config);
   if (!tokenizer.ok()) {
     spdlog::error("loading the tokenizer: {}", tokenizer.status().ToString());
     return 1;
   }
-  auto engine = Engine::Create(config.ToEngineConfig());
+  EngineConfig engine_config = config.ToEngineConfig();
+  engine_config.metrics = &metrics;
+  auto engine = Engine::Create(engine_config);
   if (!engine.ok()) {
     spdlog::error("starting the engine: {}", engine.status().ToString());
     return 1;
   }
-  GenerationService service(engine->get(), tokenizer->get());
+  for (const PolicyDescription& policy : (*engine)->model_info().cache_policies) {
+    if (policy.served) metrics.DeclarePolicy(CachePolicyName(policy.kind));
+  }
+  GenerationService service(engine->get(), tokenizer->get(), &metrics);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -22,8 +22,8 @@ ServerProcess::ServerProcess(std::vector<std::string> args) {
   int out[2];
   if (log_fd < 0 || pipe2(out, O_CLOEXEC) != 0) return;
 
-  std::vector<std::string> argv = {KVSERVE_SERVER_BINARY, "--port=0", "--host=127.0.0.1",
-                                   "--model=" + Stories260kDir()};
+  std::vector<std::string> argv = {KVSERVE_SERVER_BINARY, "--port=0", "--metrics_port=0",
+                                   "--host=127.0.0.1", "--model=" + Stories260kDir()};
   argv.insert(argv.end(), args.begin(), args.end());
   pid_ = fork();
   if (pid_ == 0) {

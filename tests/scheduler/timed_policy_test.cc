@@ -1,0 +1,48 @@
+#include "scheduler/timed_policy.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+namespace kvserve {
+namespace {
+
+// Answers every question with a value of its own, so forwarding is visible.
+class MarkedPolicy : public CachePolicy {
+ public:
+  PositionMode position_mode() const override { return PositionMode::kInCache; }
+  bool wants_key_mass() const override { return true; }
+  int64_t Capacity(int64_t max_step_tokens) const override { return 100 + max_step_tokens; }
+  int64_t ReservedTokens(int64_t max_step_tokens) const override { return 200 + max_step_tokens; }
+  int64_t MaxStepTokens(const KvCache&, int64_t wanted) const override { return wanted / 2; }
+  void Update(KvCache&, const LayerStep&) override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    stats_.evicted_tokens += 3;
+    stats_.peak_tokens = 7;
+    stats_.compression_events += 1;
+  }
+};
+
+TEST(TimedCachePolicyTest, ForwardsEveryVirtualAndTimesUpdate) {
+  TimedCachePolicy policy(std::make_unique<MarkedPolicy>());
+  KvCache cache({1, 1, 2}, 4);
+  EXPECT_EQ(policy.position_mode(), PositionMode::kInCache);
+  EXPECT_TRUE(policy.wants_key_mass());
+  EXPECT_EQ(policy.Capacity(8), 108);
+  EXPECT_EQ(policy.ReservedTokens(8), 208);
+  EXPECT_EQ(policy.MaxStepTokens(cache, 8), 4);
+  EXPECT_EQ(policy.TakeUpdateSeconds(), 0);
+
+  policy.Update(cache, {});
+  policy.Update(cache, {});
+  EXPECT_EQ(policy.stats().evicted_tokens, 6);
+  EXPECT_EQ(policy.stats().peak_tokens, 7);
+  EXPECT_EQ(policy.stats().compression_events, 2);
+  const double seconds = policy.TakeUpdateSeconds();
+  EXPECT_GE(seconds, 0.004);
+  EXPECT_LT(seconds, 1.0);
+  EXPECT_EQ(policy.TakeUpdateSeconds(), 0);
+}
+
+}  // namespace
+}  // namespace kvserve
