@@ -8,7 +8,11 @@ packages=(
   libspdlog-dev prometheus-cpp-dev libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcpp-httplib-dev
   prometheus  # the real server and promtool, for the metrics tests (tests/e2e)
+  python3     # the deploy and scrape checks
 )
+# kubectl renders the kustomize manifests (tests/deploy); Debian's comes in kubernetes-client, but
+# keep any kubectl the machine already has (another package may own /usr/bin/kubectl).
+command -v kubectl >/dev/null || packages+=(kubernetes-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

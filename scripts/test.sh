@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+# Optional npm checkers for deploy/ (schemas, Dockerfile lint); their tests skip without them.
+scripts/install-deploy-tools.sh || echo "npm deploy tools unavailable: their checks will be skipped"
 start=$(date +%s)
 scripts/build.sh
 built=$(date +%s)
