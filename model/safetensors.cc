@@ -194,10 +194,13 @@ absl::StatusOr<at::Tensor> SafetensorsReader::Read(const std::string& name,
   if (it == entries_.end())
     return absl::NotFoundError(absl::StrCat("tensor ", name, " is missing"));
   const Entry& e = it->second;
-  // from_blob only views the mapping; the copy makes the result own its memory.
+  // from_blob only views the mapping, which dies with the reader: copy into a tensor of our own
+  // (copy_ converts the dtype and moves to the device).
   auto view = at::from_blob(const_cast<uint8_t*>(e.file->data() + e.begin), e.shape,
                             at::TensorOptions().dtype(e.dtype));
-  return view.to(options, /*non_blocking=*/false, /*copy=*/true);
+  auto tensor = at::empty(e.shape, options);
+  tensor.copy_(view);
+  return tensor;
 }
 
 absl::Status WriteSafetensors(const std::string& path,
