@@ -3,6 +3,7 @@
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 
+#include <iostream>
 #include <sstream>
 
 namespace kvserve {
@@ -85,6 +86,18 @@ std::string ArgParser::Help() const {
                     " (default: ", o.default_text.empty() ? "\"\"" : o.default_text, ")\n");
   }
   return text;
+}
+
+int ArgParser::ExitCode(const absl::Status& status, const std::string& command) const {
+  if (status.ok() && !help_requested_) return -1;
+  if (!status.ok()) std::cerr << command << ": " << status.message() << "\n\n";
+  std::cerr << Help();
+  return status.ok() ? 0 : 2;
+}
+
+int Fail(const std::string& command, const absl::Status& status) {
+  std::cerr << command << ": " << status.message() << "\n";
+  return 1;
 }
 
 }  // namespace kvserve

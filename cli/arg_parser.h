@@ -27,6 +27,10 @@ class ArgParser {
   bool help_requested() const { return help_requested_; }
   // The usage line and every option with its help and default.
   std::string Help() const;
+  // After Parse (and any checks of the caller's own, folded into `status`): the exit code when the
+  // command must stop here, printing the error and the help (0 after --help, 2 on a usage error),
+  // or -1 to go on. `command` prefixes the error ("kvserve-cli score").
+  int ExitCode(const absl::Status& status, const std::string& command) const;
 
  private:
   struct Option {
@@ -42,5 +46,8 @@ class ArgParser {
   std::vector<std::string> order_;
   bool help_requested_ = false;
 };
+
+// Prints "command: message" to stderr and returns 1, a runtime error's exit code.
+int Fail(const std::string& command, const absl::Status& status);
 
 }  // namespace kvserve

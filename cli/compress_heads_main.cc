@@ -33,15 +33,8 @@ int main(int argc, char** argv) {
   if (status.ok() && method != "pca" && method != "mean") {
     status = absl::InvalidArgumentError("--method must be pca or mean, got '" + method + "'");
   }
-  if (!status.ok() || parser.help_requested()) {
-    if (!status.ok()) std::cerr << "kvserve-compress-heads: " << status.message() << "\n\n";
-    std::cerr << parser.Help();
-    return status.ok() ? 0 : 2;
-  }
-  auto fail = [](const absl::Status& s) {
-    std::cerr << "kvserve-compress-heads: " << s.message() << "\n";
-    return 1;
-  };
+  if (const int code = parser.ExitCode(status, "kvserve-compress-heads"); code >= 0) return code;
+  auto fail = [](const absl::Status& s) { return Fail("kvserve-compress-heads", s); };
   auto tokenizer = Tokenizer::Load(model_dir);
   if (!tokenizer.ok()) return fail(tokenizer.status());
   auto stream = StoryStream(**tokenizer, calibration, first_story, calibration_tokens);

@@ -87,15 +87,8 @@ int RunEvalCommand(const std::vector<std::string>& args) {
   for (const absl::Status& s : {kinds.status(), budget_list.status(), length_list.status()}) {
     if (status.ok()) status = s;
   }
-  if (!status.ok() || parser.help_requested()) {
-    if (!status.ok()) std::cerr << "kvserve-cli eval: " << status.message() << "\n\n";
-    std::cerr << parser.Help();
-    return status.ok() ? 0 : 2;
-  }
-  auto fail = [](const absl::Status& s) {
-    std::cerr << "kvserve-cli eval: " << s.message() << "\n";
-    return 1;
-  };
+  if (const int code = parser.ExitCode(status, "kvserve-cli eval"); code >= 0) return code;
+  auto fail = [](const absl::Status& s) { return Fail("kvserve-cli eval", s); };
   auto parsed_dtype = ParseDtype(dtype);
   if (!parsed_dtype.ok()) return fail(parsed_dtype.status());
   auto parsed_device = ParseDevice(device);

@@ -42,22 +42,6 @@ class EventQueue {
   std::deque<TokenEvent> events_;
 };
 
-const char* FinishReasonName(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kLength:
-      return "length";
-    case FinishReason::kStop:
-      return "stop";
-    case FinishReason::kEos:
-      return "eos";
-    case FinishReason::kCancelled:
-      return "cancelled";
-    case FinishReason::kNone:
-      break;
-  }
-  return "error";
-}
-
 }  // namespace
 
 std::string DefaultModelDir() {
@@ -89,23 +73,18 @@ int RunGenerateCommand(const std::vector<std::string>& args) {
   parser.AddBool(
       "json", &json_output,
       "print one JSON object {prompt_ids, token_ids, text} at the end instead of streaming");
-  if (auto status = parser.Parse(args); !status.ok() || parser.help_requested()) {
-    if (!status.ok()) std::cerr << "kvserve-cli generate: " << status.message() << "\n\n";
-    std::cerr << parser.Help();
-    return status.ok() ? 0 : 2;
-  }
+  const std::string command = "kvserve-cli generate";
+  if (const int code = parser.ExitCode(parser.Parse(args), command); code >= 0) return code;
   spdlog::set_level(spdlog::level::warn);
   config.kv_cache_bytes = static_cast<int64_t>(kv_cache_gb * (1LL << 30));
 
   auto tokenizer = Tokenizer::Load(config.model);
   if (!tokenizer.ok()) {
-    std::cerr << "kvserve-cli generate: " << tokenizer.status().message() << "\n";
-    return 1;
+    return Fail(command, tokenizer.status());
   }
   auto engine = Engine::Create(config);
   if (!engine.ok()) {
-    std::cerr << "kvserve-cli generate: " << engine.status().message() << "\n";
-    return 1;
+    return Fail(command, engine.status());
   }
   GenerationRequest request;
   request.request_id = "cli";

@@ -29,15 +29,8 @@ int RunScoreCommand(const std::vector<std::string>& args) {
   if (status.ok() && !parser.help_requested() && text_file.empty()) {
     status = absl::InvalidArgumentError("--text-file is required");
   }
-  if (!status.ok() || parser.help_requested()) {
-    if (!status.ok()) std::cerr << "kvserve-cli score: " << status.message() << "\n\n";
-    std::cerr << parser.Help();
-    return status.ok() ? 0 : 2;
-  }
-  auto fail = [](const absl::Status& s) {
-    std::cerr << "kvserve-cli score: " << s.message() << "\n";
-    return 1;
-  };
+  if (const int code = parser.ExitCode(status, "kvserve-cli score"); code >= 0) return code;
+  auto fail = [](const absl::Status& s) { return Fail("kvserve-cli score", s); };
   std::ifstream in(text_file);
   if (!in) return fail(absl::NotFoundError("cannot open " + text_file));
   std::stringstream text;

@@ -360,7 +360,7 @@ class Engine::Impl {
     r.cache.reset();
     if (r.sampler) pool_.Release(r.reserved_bytes);  // a sampler exists only once admitted
     spdlog::info("[{}] finished: reason {} status {} prompt {} completion {} in {:.1f} ms",
-                 r.request.request_id, static_cast<int>(reason), status.ToString(),
+                 r.request.request_id, FinishReasonName(reason), status.ToString(),
                  event.usage.prompt_tokens, event.usage.completion_tokens,
                  MillisecondsSince(r.request.arrival));
     r.sink(std::move(event));
@@ -385,8 +385,9 @@ class Engine::Impl {
   std::thread thread_;
 };
 
-// The pool: kv_cache_bytes, or on CUDA when that is 0, what gpu_memory_fraction of the device leaves
-// after what is already in use (the weights, loaded first), as vLLM's --gpu-memory-utilization.
+// The pool: kv_cache_bytes, or on CUDA when that is 0, what gpu_memory_fraction of the device
+// leaves after what is already in use (the weights, loaded first), as vLLM's
+// --gpu-memory-utilization.
 static absl::StatusOr<int64_t> KvPoolBytes(const EngineConfig& config, at::Device device) {
   if (config.kv_cache_bytes > 0) return config.kv_cache_bytes;
   auto memory = QueryDeviceMemory(device);
@@ -420,10 +421,25 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& confi
   if (!pool_bytes.ok()) return pool_bytes.status();
   spdlog::info("loaded {} ({} layers, {} heads, {} KV heads) as {} on {}; KV pool {} MiB",
                (*model)->config().name, (*model)->config().num_layers, (*model)->config().num_heads,
-               (*model)->config().num_kv_heads, config.dtype, config.device,
-               *pool_bytes >> 20);
+               (*model)->config().num_kv_heads, config.dtype, config.device, *pool_bytes >> 20);
   return std::unique_ptr<Engine>(
       new Engine(std::make_unique<Impl>(config, std::move(*model), *pool_bytes)));
+}
+
+const char* FinishReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kEos:
+      return "eos";
+    case FinishReason::kCancelled:
+      return "cancelled";
+    case FinishReason::kNone:
+      break;
+  }
+  return "none";
 }
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -47,6 +47,9 @@ struct PrefillSpec {
 
 enum class FinishReason { kNone, kLength, kStop, kEos, kCancelled };
 
+// "length", "stop", "eos", "cancelled", or "none".
+const char* FinishReasonName(FinishReason reason);
+
 struct CacheUsage {
   CachePolicyKind policy = CachePolicyKind::kFull;
   int64_t budget_tokens = 0;

@@ -9,16 +9,9 @@ double Seconds(RequestTimes::Clock::duration d) { return std::chrono::duration<d
 
 // METRICS.md's finished_reason values; empty for ends that are not a normal finish.
 std::string_view FinishedReasonLabel(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kLength:
-      return "length";
-    case FinishReason::kStop:
-      return "stop";
-    case FinishReason::kEos:
-      return "eos";
-    default:
-      return "";
-  }
+  const bool normal = reason == FinishReason::kLength || reason == FinishReason::kStop ||
+                      reason == FinishReason::kEos;
+  return normal ? FinishReasonName(reason) : "";
 }
 
 }  // namespace
