@@ -4,6 +4,7 @@
 // code, as a table and as JSON (--json-out).
 #include <absl/flags/flag.h>
 #include <absl/flags/parse.h>
+#include <absl/flags/usage_config.h>
 #include <absl/flags/usage.h>
 #include <grpcpp/grpcpp.h>
 
@@ -179,6 +180,11 @@ int Run() {
 }  // namespace kvserve::bench
 
 int main(int argc, char** argv) {
+  absl::FlagsUsageConfig usage_config;  // --help lists this file's flags (not only a main.cc's)
+  usage_config.contains_help_flags = [](absl::string_view path) {
+    return path.find("bench/") != absl::string_view::npos;
+  };
+  absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
       "kvserve-bench-serving: load a running kvserve over gRPC and report TTFT/TPOT/ITL.\n"
       "usage: kvserve-bench-serving --server HOST:PORT [--num-requests N] [--concurrency C] "
