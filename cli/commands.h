@@ -2,8 +2,14 @@
 // the process exit code: 0 on success, 1 on a runtime error, 2 on a usage error.
 #pragma once
 
+#include <absl/status/statusor.h>
+
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "model/llama_model.h"
+#include "tokenizer/tokenizer.h"
 
 namespace kvserve {
 
@@ -18,6 +24,15 @@ int RunScoreCommand(const std::vector<std::string>& args);
 
 // eval: quality of cache policies against the full cache on held-out text.
 int RunEvalCommand(const std::vector<std::string>& args);
+
+// A model and its tokenizer loaded in this process, for the offline commands.
+struct LocalModel {
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<LlamaModel> model;
+};
+// Loads DIR's tokenizer and model in `dtype` ("float32", ...) on `device` ("cpu", "cuda", ...).
+absl::StatusOr<LocalModel> LoadLocalModel(const std::string& model_dir, const std::string& dtype,
+                                          const std::string& device);
 
 // The model folder used when --model is not given: $KVSERVE_SHARED/models/stories260K, else
 // ../shared/models/stories260K.

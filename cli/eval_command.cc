@@ -89,14 +89,9 @@ int RunEvalCommand(const std::vector<std::string>& args) {
   }
   if (const int code = parser.ExitCode(status, "kvserve-cli eval"); code >= 0) return code;
   auto fail = [](const absl::Status& s) { return Fail("kvserve-cli eval", s); };
-  auto parsed_dtype = ParseDtype(dtype);
-  if (!parsed_dtype.ok()) return fail(parsed_dtype.status());
-  auto parsed_device = ParseDevice(device);
-  if (!parsed_device.ok()) return fail(parsed_device.status());
-  auto tokenizer = Tokenizer::Load(model_dir);
-  if (!tokenizer.ok()) return fail(tokenizer.status());
-  auto model = LlamaModel::Load(model_dir, {*parsed_dtype, *parsed_device, 0});
-  if (!model.ok()) return fail(model.status());
+  auto local = LoadLocalModel(model_dir, dtype, device);
+  if (!local.ok()) return fail(local.status());
+  auto& [tokenizer, model] = *local;
 
   QualityOptions options;
   options.lengths = *length_list;
@@ -105,9 +100,9 @@ int RunEvalCommand(const std::vector<std::string>& args) {
     for (int64_t budget : *budget_list) options.policies.push_back({kind, budget, {}});
   }
   const int64_t longest = *std::max_element(options.lengths.begin(), options.lengths.end());
-  auto stream = StoryStream(**tokenizer, data, first_story, longest);
+  auto stream = StoryStream(*tokenizer, data, first_story, longest);
   if (!stream.ok()) return fail(stream.status());
-  auto rows = EvaluateQuality(**model, *stream, options);
+  auto rows = EvaluateQuality(*model, *stream, options);
   if (!rows.ok()) return fail(rows.status());
   const std::string markdown = QualityMarkdown(*rows);
   std::cout << markdown;

@@ -36,23 +36,18 @@ int RunScoreCommand(const std::vector<std::string>& args) {
   std::stringstream text;
   text << in.rdbuf();
 
-  auto parsed_dtype = ParseDtype(dtype);
-  if (!parsed_dtype.ok()) return fail(parsed_dtype.status());
-  auto parsed_device = ParseDevice(device);
-  if (!parsed_device.ok()) return fail(parsed_device.status());
-  auto tokenizer = Tokenizer::Load(model_dir);
-  if (!tokenizer.ok()) return fail(tokenizer.status());
-  auto model = LlamaModel::Load(model_dir, {*parsed_dtype, *parsed_device, 0});
-  if (!model.ok()) return fail(model.status());
+  auto local = LoadLocalModel(model_dir, dtype, device);
+  if (!local.ok()) return fail(local.status());
+  auto& [tokenizer, model] = *local;
 
-  std::vector<int32_t> ids = (*tokenizer)->Encode(text.str(), /*add_bos=*/true);
-  const int64_t limit = max_tokens > 0 ? max_tokens : (*model)->config().max_position_embeddings;
+  std::vector<int32_t> ids = tokenizer->Encode(text.str(), /*add_bos=*/true);
+  const int64_t limit = max_tokens > 0 ? max_tokens : model->config().max_position_embeddings;
   if (static_cast<int64_t>(ids.size()) > limit) {
     std::cerr << "kvserve-cli score: scoring the first " << limit << " of " << ids.size()
               << " tokens\n";
     ids.resize(limit);
   }
-  auto nll = TokenNll(**model, ids);
+  auto nll = TokenNll(*model, ids);
   if (!nll.ok()) return fail(nll.status());
   double sum = 0;
   for (double v : *nll) sum += v;
@@ -69,6 +64,19 @@ int RunScoreCommand(const std::vector<std::string>& args) {
               << std::exp(mean) << "\n";
   }
   return 0;
+}
+
+absl::StatusOr<LocalModel> LoadLocalModel(const std::string& model_dir, const std::string& dtype,
+                                          const std::string& device) {
+  auto parsed_dtype = ParseDtype(dtype);
+  if (!parsed_dtype.ok()) return parsed_dtype.status();
+  auto parsed_device = ParseDevice(device);
+  if (!parsed_device.ok()) return parsed_device.status();
+  auto tokenizer = Tokenizer::Load(model_dir);
+  if (!tokenizer.ok()) return tokenizer.status();
+  auto model = LlamaModel::Load(model_dir, {*parsed_dtype, *parsed_device, 0});
+  if (!model.ok()) return model.status();
+  return LocalModel{std::move(*tokenizer), std::move(*model)};
 }
 
 }  // namespace kvserve
