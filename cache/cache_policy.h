@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <optional>
 
 #include "cache/kv_cache.h"
 
@@ -33,6 +34,35 @@ struct LayerStep {
   at::Tensor key_mass;
 };
 
+// Where the RoPE rank of an IN-CACHE slot comes from: rank = slot, except in the ring of slots
+// [begin, begin + size), which holds a window whose oldest token is in slot `head`:
+// rank = begin + (slot - head) mod size. A policy that evicts the oldest window token by writing
+// the new token into its slot (StreamingLLM) keeps a ring; the others keep temporal slot order.
+struct RingLayout {
+  int64_t begin = 0;
+  int64_t size = 0;
+  int64_t head = 0;
+};
+
+// The ranks of slots [0, length) under `ring`: [length] int64 on `device`.
+at::Tensor SlotRanks(const RingLayout& ring, int64_t length, at::Device device);
+
+// A decode step's cache maintenance in a form one device kernel applies to many requests and to
+// every layer at once (kernels/decode_maintenance.h), instead of Update per layer.
+struct BatchedDecodeStep {
+  enum class Rule {
+    kAppendOnly,   // nothing to evict this step
+    kRingVictim,   // the token in `ring_victim` leaves in every layer and head
+    kLowestScore,  // scores += key mass; when `evict`, the lowest-scored old token leaves per head
+  };
+  Rule rule = Rule::kAppendOnly;
+  int64_t ring_victim = 0;
+  at::Tensor scores;                // kLowestScore: [layers, kv_heads, capacity] float32
+  int64_t min_recent_position = 0;  // kLowestScore: tokens at positions >= this stay
+  bool evict = false;               // kLowestScore
+  bool wants_key_mass() const { return rule == Rule::kLowestScore; }
+};
+
 // Counters a policy keeps for usage reports and metrics.
 struct CacheStats {
   int64_t peak_tokens = 0;         // most tokens held in a layer at any time, within steps included
@@ -59,6 +89,20 @@ class CachePolicy {
 
   // Called for every layer after the step's tokens were appended and attended; trims the layer.
   virtual void Update(KvCache& cache, const LayerStep& step) = 0;
+
+  // IN-CACHE policies: how slots map to RoPE ranks in `layer` (default: rank = slot).
+  virtual RingLayout ring_layout(int64_t /*layer*/) const { return {}; }
+
+  // The maintenance of the next decode step (one new token; `cache` before its append) as a
+  // batched rule, or nullopt when Update must run per layer. Each rule does exactly what Update
+  // would do for that step.
+  virtual std::optional<BatchedDecodeStep> PlanBatchedDecode(const KvCache& /*cache*/) {
+    return std::nullopt;
+  }
+  // After a decode step whose maintenance a kernel applied as `step` planned (the kernel wrote the
+  // cache; its lengths still count the new token): the host-side bookkeeping (lengths, ring head,
+  // counters). The default suits kAppendOnly.
+  virtual void CommitBatchedDecode(KvCache& cache, const BatchedDecodeStep& step);
 
   const CacheStats& stats() const { return stats_; }
 

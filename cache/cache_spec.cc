@@ -22,4 +22,13 @@ std::string CachePolicyName(CachePolicyKind kind) {
   return "UNKNOWN";
 }
 
+std::optional<CachePolicyKind> CachePolicyKindNamed(std::string_view name) {
+  for (auto kind : {CachePolicyKind::kFull, CachePolicyKind::kStreamingLlm, CachePolicyKind::kH2o,
+                    CachePolicyKind::kSnapKv, CachePolicyKind::kCascading, CachePolicyKind::kTreeKv,
+                    CachePolicyKind::kFreqKv}) {
+    if (CachePolicyName(kind) == name) return kind;
+  }
+  return std::nullopt;
+}
+
 }  // namespace kvserve

@@ -4,7 +4,9 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace kvserve {
@@ -13,6 +15,8 @@ enum class CachePolicyKind { kFull, kStreamingLlm, kH2o, kSnapKv, kCascading, kT
 
 // The API's upper-case name of a policy ("FULL", "STREAMING_LLM", ...).
 std::string CachePolicyName(CachePolicyKind kind);
+// The kind CachePolicyName gives `name`, or nullopt.
+std::optional<CachePolicyKind> CachePolicyKindNamed(std::string_view name);
 
 struct CacheSpec {
   CachePolicyKind kind = CachePolicyKind::kFull;

@@ -90,6 +90,11 @@ int64_t FreqKvPolicy::MaxStepTokens(const KvCache& cache, int64_t wanted) const 
   return std::min(wanted, params_.cache_tokens - cache.length(0));
 }
 
+std::optional<BatchedDecodeStep> FreqKvPolicy::PlanBatchedDecode(const KvCache& cache) {
+  if (cache.length(0) + 1 < params_.cache_tokens) return BatchedDecodeStep{};
+  return std::nullopt;
+}
+
 void FreqKvPolicy::Update(KvCache& cache, const LayerStep& step) {
   const int64_t layer = step.layer, length = cache.length(layer);
   stats_.peak_tokens = std::max(stats_.peak_tokens, length);

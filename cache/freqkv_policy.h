@@ -53,6 +53,9 @@ class FreqKvPolicy : public CachePolicy {
   PositionMode position_mode() const override { return PositionMode::kInCache; }
   int64_t Capacity(int64_t /*max_step_tokens*/) const override { return params_.cache_tokens; }
   int64_t MaxStepTokens(const KvCache& cache, int64_t wanted) const override;
+  // A decode step that does not fill the cache only appends; the one that fills it compresses
+  // (Update per layer).
+  std::optional<BatchedDecodeStep> PlanBatchedDecode(const KvCache& cache) override;
   void Update(KvCache& cache, const LayerStep& step) override;
 
  private:

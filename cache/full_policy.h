@@ -16,6 +16,9 @@ class FullPolicy : public CachePolicy {
   PositionMode position_mode() const override { return PositionMode::kOriginal; }
   int64_t Capacity(int64_t /*max_step_tokens*/) const override { return max_tokens_; }
   void Update(KvCache& cache, const LayerStep& step) override;
+  std::optional<BatchedDecodeStep> PlanBatchedDecode(const KvCache& /*cache*/) override {
+    return BatchedDecodeStep{};
+  }
 
  private:
   int64_t max_tokens_;

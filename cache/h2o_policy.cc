@@ -54,44 +54,79 @@ PolicyDescription H2oPolicy::Describe() {
             "budget - heavy_tokens if heavy_tokens is given, else floor(budget / 2)"}}};
 }
 
+at::Tensor H2oPolicy::scores(const KvCache& cache, int64_t layer) const {
+  if (!scores_.defined()) return {};
+  return scores_[layer].narrow(1, 0, cache.length(layer));
+}
+
+const at::Tensor& H2oPolicy::ScoreStorage(const KvCache& cache) {
+  if (!scores_.defined()) {
+    const KvCacheShape& shape = cache.shape();
+    scores_ = at::zeros({shape.num_layers, shape.num_kv_heads, cache.capacity()},
+                        at::TensorOptions().dtype(at::kFloat).device(shape.device));
+  }
+  return scores_;
+}
+
+void H2oPolicy::CountEviction(int64_t layer, int64_t evicted) {
+  if (layer != 0) return;
+  stats_.evicted_tokens += evicted;
+  stats_.compression_events += 1;
+}
+
 void H2oPolicy::Update(KvCache& cache, const LayerStep& step) {
   const int64_t layer = step.layer, length = cache.length(layer), held = length - step.new_tokens;
-  const int64_t kv_heads = cache.shape().num_kv_heads;
   stats_.peak_tokens = std::max(stats_.peak_tokens, length);
-  if (static_cast<int64_t>(scores_.size()) <= layer) scores_.resize(layer + 1);
-  at::Tensor& scores = scores_[layer];
   auto mass = step.key_mass.to(at::kFloat);
   TORCH_CHECK(mass.size(1) == length, "H2O: key_mass covers ", mass.size(1), " keys, cache holds ",
               length);
-  if (!scores.defined()) scores = at::zeros({kv_heads, 0}, mass.options());
-  TORCH_CHECK(scores.size(1) == held, "H2O: ", scores.size(1), " scores for ", held, " held slots");
+  at::Tensor storage = ScoreStorage(cache)[layer];
+  auto scores = storage.narrow(1, 0, length);
   // New tokens start at zero and receive their own step's attention like every held key (§0.5
   // item 4: float32 sums over queries and the group's heads, never normalised).
-  scores = at::cat({scores, at::zeros({kv_heads, step.new_tokens}, mass.options())}, 1) + mass;
+  scores.narrow(1, held, step.new_tokens).zero_();
+  scores.add_(mass);
   if (length <= budget()) return;
 
-  const int64_t old = length - params_.recent_tokens;  // candidates: every non-recent slot
   const auto long_options = at::TensorOptions().dtype(at::kLong).device(scores.device());
   at::Tensor slots;
-  if (length == budget() + 1) {
-    // Decode: exactly one eviction, the last of the stable (score desc, slot asc) order, i.e. the
-    // newest slot among the lowest scores. O(length) instead of a sort.
-    auto candidates = scores.narrow(1, 0, old);
-    auto lowest = candidates.amin(1, /*keepdim=*/true);
-    auto victim = at::where(candidates == lowest, at::arange(old, long_options), -1).amax(1, true);
-    auto index = at::arange(length - 1, long_options).unsqueeze(0);
-    slots = index + (index >= victim).to(at::kLong);
+  if (step.new_tokens == 1 && length == budget() + 1) {
+    // Decode: one eviction among the tokens older than the recent window, by position (slots are
+    // not temporal once decoding evicted), the newest among the lowest scores; O(length).
+    auto positions = cache.positions(layer);
+    const int64_t min_recent = cache.tokens_seen() + 1 - params_.recent_tokens;
+    auto old = positions < min_recent;
+    auto lowest = at::where(old, scores, INFINITY).amin(1, /*keepdim=*/true);
+    auto victim = at::where(old.logical_and(scores == lowest), positions, -1).argmax(1, true);
+    slots = at::arange(length - 1, long_options).unsqueeze(0).repeat({scores.size(0), 1});
+    slots.scatter_(1, victim, length - 1);
   } else {
+    // Chunks precede every decode step, so slots are in temporal order here.
+    const int64_t old = length - params_.recent_tokens;
     auto heavy = TopScoringSlots(scores.narrow(1, 0, old), params_.heavy_tokens);
-    auto recent = at::arange(old, length, long_options).unsqueeze(0).expand({kv_heads, -1});
+    auto recent = at::arange(old, length, long_options).unsqueeze(0).expand({heavy.size(0), -1});
     slots = at::cat({heavy, recent}, 1);
   }
   cache.Keep(layer, slots);
-  scores = scores.gather(1, slots);  // evicted tokens' scores are gone for good
-  if (layer == 0) {
-    stats_.evicted_tokens += length - budget();
-    stats_.compression_events += 1;
-  }
+  // Evicted tokens' scores are gone for good.
+  storage.narrow(1, 0, slots.size(1)).copy_(scores.gather(1, slots));
+  CountEviction(layer, length - budget());
+}
+
+std::optional<BatchedDecodeStep> H2oPolicy::PlanBatchedDecode(const KvCache& cache) {
+  BatchedDecodeStep step;
+  step.rule = BatchedDecodeStep::Rule::kLowestScore;
+  step.scores = ScoreStorage(cache);
+  step.min_recent_position = cache.tokens_seen() + 1 - params_.recent_tokens;
+  step.evict = cache.length(0) + 1 > budget();
+  return step;
+}
+
+void H2oPolicy::CommitBatchedDecode(KvCache& cache, const BatchedDecodeStep& step) {
+  stats_.peak_tokens = std::max(stats_.peak_tokens, cache.length(0));
+  if (!step.evict) return;
+  cache.Shrink(1);
+  CountEviction(0, 1);
 }
 
 }  // namespace kvserve

@@ -5,8 +5,6 @@
 
 #include <absl/status/statusor.h>
 
-#include <vector>
-
 #include "cache/cache_policy.h"
 #include "cache/cache_spec.h"
 #include "cache/policy_factory.h"
@@ -30,20 +28,28 @@ class H2oPolicy : public CachePolicy {
 
   const Params& params() const { return params_; }
   int64_t budget() const { return params_.heavy_tokens + params_.recent_tokens; }
-  // Accumulated attention of `layer`'s held slots, [kv_heads, length] float32 (undefined before
-  // the layer's first step).
-  const at::Tensor& scores(int64_t layer) const { return scores_[layer]; }
+  // Accumulated attention of `layer`'s held slots, [kv_heads, length] float32, slot-aligned with
+  // the cache (undefined before the first step).
+  at::Tensor scores(const KvCache& cache, int64_t layer) const;
 
   PositionMode position_mode() const override { return PositionMode::kOriginal; }
   bool wants_key_mass() const override { return true; }
   int64_t Capacity(int64_t max_step_tokens) const override { return budget() + max_step_tokens; }
-  // Adds the step's key mass to the scores, then evicts back to the budget: one (score desc,
-  // p asc) selection of heavy_tokens among the non-recent slots, per KV head (§0.5 item 7).
+  // Adds the step's key mass to the scores, then evicts back to the budget. A chunk: one (score
+  // desc, p asc) selection of heavy_tokens among the non-recent slots, per KV head (§0.5 item 7).
+  // A decode step: the lowest-scored non-recent token leaves (the newest among equal scores) and
+  // the new token takes its slot, so slot order stops being temporal once decoding evicts.
   void Update(KvCache& cache, const LayerStep& step) override;
+  std::optional<BatchedDecodeStep> PlanBatchedDecode(const KvCache& cache) override;
+  void CommitBatchedDecode(KvCache& cache, const BatchedDecodeStep& step) override;
 
  private:
+  // The scores of every layer, [layers, kv_heads, capacity] float32, allocated at the first use.
+  const at::Tensor& ScoreStorage(const KvCache& cache);
+  void CountEviction(int64_t layer, int64_t evicted);
+
   Params params_;
-  std::vector<at::Tensor> scores_;  // per layer [kv_heads, length] float32, slot-aligned
+  at::Tensor scores_;
 };
 
 }  // namespace kvserve

@@ -12,21 +12,29 @@ KvCache::KvCache(const KvCacheShape& shape, int64_t capacity)
     : shape_(shape), capacity_(capacity), lengths_(shape.num_layers, 0) {
   TORCH_CHECK(capacity >= 1, "KV cache capacity must be >= 1, got ", capacity);
   const auto options = at::TensorOptions().dtype(shape.dtype).device(shape.device);
-  for (int64_t layer = 0; layer < shape.num_layers; ++layer) {
-    keys_.push_back(at::empty({shape.num_kv_heads, capacity, shape.head_dim}, options));
-    values_.push_back(at::empty({shape.num_kv_heads, capacity, shape.head_dim}, options));
-    positions_.push_back(at::empty({shape.num_kv_heads, capacity}, options.dtype(at::kLong)));
-  }
+  storage_ =
+      at::empty({shape.num_layers, 2, shape.num_kv_heads, capacity, shape.head_dim}, options);
+  positions_ =
+      at::empty({shape.num_layers, shape.num_kv_heads, capacity}, options.dtype(at::kLong));
 }
 
-at::Tensor KvCache::keys(int64_t layer) const { return keys_[layer].narrow(1, 0, lengths_[layer]); }
+at::Tensor KvCache::keys(int64_t layer) const {
+  return storage_[layer][0].narrow(1, 0, lengths_[layer]);
+}
 
 at::Tensor KvCache::values(int64_t layer) const {
-  return values_[layer].narrow(1, 0, lengths_[layer]);
+  return storage_[layer][1].narrow(1, 0, lengths_[layer]);
 }
 
 at::Tensor KvCache::positions(int64_t layer) const {
   return positions_[layer].narrow(1, 0, lengths_[layer]);
+}
+
+void KvCache::EnsureKeyMass(int64_t group) {
+  if (key_mass_.defined() && logit_scratch_.size(1) >= group) return;
+  const auto options = at::TensorOptions().dtype(at::kFloat).device(shape_.device);
+  key_mass_ = at::zeros({shape_.num_layers, shape_.num_kv_heads, capacity_}, options);
+  logit_scratch_ = at::empty({shape_.num_kv_heads, group, capacity_}, options);
 }
 
 void KvCache::Append(int64_t layer, const at::Tensor& keys, const at::Tensor& values) {
@@ -34,16 +42,31 @@ void KvCache::Append(int64_t layer, const at::Tensor& keys, const at::Tensor& va
   const int64_t start = lengths_[layer];
   TORCH_CHECK(start + n <= capacity_, "KV cache overflow in layer ", layer, ": ", start, " + ", n,
               " > capacity ", capacity_);
-  keys_[layer].narrow(1, start, n).copy_(keys);
-  values_[layer].narrow(1, start, n).copy_(values);
-  auto new_positions = at::arange(tokens_seen_, tokens_seen_ + n, positions_[layer].options());
+  storage_[layer][0].narrow(1, start, n).copy_(keys);
+  storage_[layer][1].narrow(1, start, n).copy_(values);
+  auto new_positions = at::arange(tokens_seen_, tokens_seen_ + n, positions_.options());
   positions_[layer].narrow(1, start, n).copy_(new_positions.unsqueeze(0).expand({-1, n}));
   lengths_[layer] = start + n;
 }
 
+void KvCache::MarkAppended(int64_t n) {
+  for (int64_t& length : lengths_) {
+    TORCH_CHECK(length + n <= capacity_, "KV cache overflow: ", length, " + ", n, " > capacity ",
+                capacity_);
+    length += n;
+  }
+}
+
+void KvCache::Shrink(int64_t n) {
+  for (int64_t& length : lengths_) {
+    TORCH_CHECK(length >= n, "KV cache shrink by ", n, " below empty (", length, " held)");
+    length -= n;
+  }
+}
+
 void KvCache::Keep(int64_t layer, const at::Tensor& slots) {
   const int64_t kept = slots.size(1);
-  const auto index = slots.to(keys_[layer].device(), at::kLong);
+  const auto index = slots.to(storage_.device(), at::kLong);
   const auto key_index = index.unsqueeze(-1).expand({-1, -1, shape_.head_dim});
   // Gather into fresh tensors first: the source and destination slots overlap.
   auto kept_keys = keys(layer).gather(1, key_index);
@@ -57,8 +80,8 @@ void KvCache::Replace(int64_t layer, const at::Tensor& keys, const at::Tensor& v
                       const at::Tensor& positions) {
   const int64_t k = keys.size(1);
   TORCH_CHECK(k <= capacity_, "KV cache replace of ", k, " tokens > capacity ", capacity_);
-  keys_[layer].narrow(1, 0, k).copy_(keys);
-  values_[layer].narrow(1, 0, k).copy_(values);
+  storage_[layer][0].narrow(1, 0, k).copy_(keys);
+  storage_[layer][1].narrow(1, 0, k).copy_(values);
   positions_[layer].narrow(1, 0, k).copy_(positions);
   lengths_[layer] = k;
 }

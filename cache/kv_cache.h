@@ -1,8 +1,11 @@
 // One request's KV cache: for each layer, keys and values [kv_heads, capacity, head_dim] in the
-// model's dtype, and the original stream position of every slot [kv_heads, capacity].
+// model's dtype, and the original stream position of every slot [kv_heads, capacity]. All layers
+// live in one tensor [layers, 2 (keys, values), kv_heads, capacity, head_dim], so a kernel reaches
+// any layer of any request from one base pointer and fixed strides.
 //
-// The cache is written by the model (Append) and trimmed by the request's CachePolicy (Keep). All
-// heads of a layer hold the same number of tokens; which tokens they hold may differ per head.
+// The cache is written by the model (Append, or a kernel followed by MarkAppended) and trimmed by
+// the request's CachePolicy (Keep, Replace, or a kernel followed by Shrink). All heads of a layer
+// hold the same number of tokens; which tokens they hold may differ per head.
 // Not thread-safe: only the engine thread touches it.
 #pragma once
 
@@ -41,9 +44,23 @@ class KvCache {
   at::Tensor values(int64_t layer) const;
   at::Tensor positions(int64_t layer) const;
 
+  // The whole storage, for kernels: [layers, 2, kv_heads, capacity, head_dim] and positions
+  // [layers, kv_heads, capacity] int64.
+  const at::Tensor& storage() const { return storage_; }
+  const at::Tensor& position_storage() const { return positions_; }
+
+  // Per-step attention statistics a device kernel writes for the request's policy: the key mass
+  // [layers, kv_heads, capacity] float32 and the raw scores between the attention kernels
+  // [kv_heads, group, capacity] float32. Allocated by the first EnsureKeyMass.
+  void EnsureKeyMass(int64_t group);
+  const at::Tensor& key_mass_storage() const { return key_mass_; }
+  const at::Tensor& logit_scratch() const { return logit_scratch_; }
+
   // Writes new tokens' keys and values [kv_heads, n, head_dim] after the held ones; their positions
   // are tokens_seen() + 0..n-1. REQUIRES: length(layer) + n <= capacity().
   void Append(int64_t layer, const at::Tensor& keys, const at::Tensor& values);
+  // Records that a kernel appended n tokens to every layer (their keys, values and positions).
+  void MarkAppended(int64_t n);
   // Ends a step of n tokens: advances tokens_seen() by n. Called once per step after every layer.
   void Advance(int64_t n) { tokens_seen_ += n; }
 
@@ -54,15 +71,19 @@ class KvCache {
   // tokens: keys/values [kv_heads, k, head_dim], positions [kv_heads, k]. REQUIRES: k <= capacity.
   void Replace(int64_t layer, const at::Tensor& keys, const at::Tensor& values,
                const at::Tensor& positions);
+  // Records that a kernel emptied the last n held slots of every layer (moving what they held
+  // into evicted tokens' slots).
+  void Shrink(int64_t n);
 
  private:
   KvCacheShape shape_;
   int64_t capacity_;
   int64_t tokens_seen_ = 0;
   std::vector<int64_t> lengths_;
-  std::vector<at::Tensor> keys_;       // per layer [kv_heads, capacity, head_dim]
-  std::vector<at::Tensor> values_;     // per layer [kv_heads, capacity, head_dim]
-  std::vector<at::Tensor> positions_;  // per layer [kv_heads, capacity] int64
+  at::Tensor storage_;    // [layers, 2, kv_heads, capacity, head_dim]
+  at::Tensor positions_;  // [layers, kv_heads, capacity] int64
+  at::Tensor key_mass_;
+  at::Tensor logit_scratch_;
 };
 
 }  // namespace kvserve

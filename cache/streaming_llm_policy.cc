@@ -1,6 +1,7 @@
 #include "cache/streaming_llm_policy.h"
 
 #include <absl/strings/str_cat.h>
+#include <c10/util/Exception.h>
 
 #include <algorithm>
 
@@ -44,20 +45,66 @@ PolicyDescription StreamingLlmPolicy::Describe() {
             "budget - sink_tokens"}}};
 }
 
+int64_t& StreamingLlmPolicy::RingHead(int64_t layer) {
+  if (static_cast<int64_t>(ring_heads_.size()) <= layer) {
+    ring_heads_.resize(layer + 1, params_.sink_tokens);
+  }
+  return ring_heads_[layer];
+}
+
+RingLayout StreamingLlmPolicy::ring_layout(int64_t layer) const {
+  const int64_t head =
+      layer < static_cast<int64_t>(ring_heads_.size()) ? ring_heads_[layer] : params_.sink_tokens;
+  return {params_.sink_tokens, params_.window_tokens, head};
+}
+
+void StreamingLlmPolicy::CountEviction(int64_t layer, int64_t evicted) {
+  if (layer != 0) return;
+  stats_.evicted_tokens += evicted;
+  stats_.compression_events += 1;
+}
+
 void StreamingLlmPolicy::Update(KvCache& cache, const LayerStep& step) {
-  const int64_t length = cache.length(step.layer);
+  const int64_t layer = step.layer, length = cache.length(layer);
   stats_.peak_tokens = std::max(stats_.peak_tokens, length);
   if (length <= budget()) return;
-  // Every head keeps the same slots: the sinks are the oldest slots and the window the newest,
-  // because the cache is only ever cut this way and so stays in temporal order.
+  const int64_t sinks = params_.sink_tokens, window = params_.window_tokens;
   const auto options = at::TensorOptions().dtype(at::kLong).device(cache.shape().device);
-  auto slots = at::cat({at::arange(0, params_.sink_tokens, options),
-                        at::arange(length - params_.window_tokens, length, options)});
-  cache.Keep(step.layer, slots.unsqueeze(0).expand({cache.shape().num_kv_heads, -1}));
-  if (step.layer == 0) {
-    stats_.evicted_tokens += length - budget();
-    stats_.compression_events += 1;
+  int64_t& head = RingHead(layer);
+  if (step.new_tokens == 1 && length == budget() + 1) {
+    // The new token (last slot) moves into the oldest window token's slot.
+    auto slots = at::arange(length - 1, options);
+    slots[head] = length - 1;
+    cache.Keep(layer, slots.unsqueeze(0).expand({cache.shape().num_kv_heads, -1}));
+    head = sinks + (head - sinks + 1) % window;
+    CountEviction(layer, 1);
+    return;
   }
+  // Chunks precede every decode step, so the cache is still in temporal order here.
+  TORCH_CHECK(head == sinks, "StreamingLLM: a prefill chunk after decode steps");
+  auto slots =
+      at::cat({at::arange(0, sinks, options), at::arange(length - window, length, options)});
+  cache.Keep(layer, slots.unsqueeze(0).expand({cache.shape().num_kv_heads, -1}));
+  CountEviction(layer, length - budget());
+}
+
+std::optional<BatchedDecodeStep> StreamingLlmPolicy::PlanBatchedDecode(const KvCache& cache) {
+  BatchedDecodeStep step;
+  if (cache.length(0) + 1 <= budget()) return step;  // append only
+  step.rule = BatchedDecodeStep::Rule::kRingVictim;
+  step.ring_victim = RingHead(0);
+  return step;
+}
+
+void StreamingLlmPolicy::CommitBatchedDecode(KvCache& cache, const BatchedDecodeStep& step) {
+  stats_.peak_tokens = std::max(stats_.peak_tokens, cache.length(0));
+  if (step.rule != BatchedDecodeStep::Rule::kRingVictim) return;
+  cache.Shrink(1);
+  for (int64_t layer = 0; layer < cache.shape().num_layers; ++layer) {
+    int64_t& head = RingHead(layer);
+    head = params_.sink_tokens + (head - params_.sink_tokens + 1) % params_.window_tokens;
+  }
+  CountEviction(0, 1);
 }
 
 }  // namespace kvserve

@@ -1,9 +1,15 @@
 // STREAMING_LLM: keeps the first S tokens (attention sinks) and the W most recent, dropping the
 // oldest non-sink tokens (FIFO); positions are ranks in the cache (IN-CACHE), so keys are stored
 // un-rotated. Implements policies.md §4.1 with §0.5 items 1, 6 and 19.
+//
+// Layout: prefill chunks leave the cache in temporal order. A decode step that overflows the
+// budget writes its token into the slot of the oldest window token, so the window slots
+// [S, S + W) become a ring (RingLayout) and no other slot moves: O(1) work per step.
 #pragma once
 
 #include <absl/status/statusor.h>
+
+#include <vector>
 
 #include "cache/cache_policy.h"
 #include "cache/cache_spec.h"
@@ -31,11 +37,20 @@ class StreamingLlmPolicy : public CachePolicy {
 
   PositionMode position_mode() const override { return PositionMode::kInCache; }
   int64_t Capacity(int64_t max_step_tokens) const override { return budget() + max_step_tokens; }
-  // Keeps slots [0, S) and the last W, in temporal order (so ranks stay temporal).
+  // A chunk: keeps slots [0, S) and the last W, in temporal order. A decode step over the budget:
+  // the new token takes the oldest window token's slot.
   void Update(KvCache& cache, const LayerStep& step) override;
+  RingLayout ring_layout(int64_t layer) const override;
+  std::optional<BatchedDecodeStep> PlanBatchedDecode(const KvCache& cache) override;
+  void CommitBatchedDecode(KvCache& cache, const BatchedDecodeStep& step) override;
 
  private:
+  // The slot of layer's oldest window token (S until the first decode eviction).
+  int64_t& RingHead(int64_t layer);
+  void CountEviction(int64_t layer, int64_t evicted);
+
   Params params_;
+  std::vector<int64_t> ring_heads_;  // per layer
 };
 
 }  // namespace kvserve

@@ -37,4 +37,9 @@ class AttentionBackend {
 // Built from torch ops, float32 scores and softmax; CPU and CUDA.
 std::unique_ptr<AttentionBackend> MakeReferenceAttention();
 
+// CUDA builds only (KVSERVE_WITH_CUDA): decode queries through the decode kernel
+// (kernels/decode_step.h), prefill chunks that start their sequence through torch's fused SDPA,
+// everything else through the reference.
+std::unique_ptr<AttentionBackend> MakeCudaAttention();
+
 }  // namespace kvserve

@@ -6,6 +6,10 @@
 #include <absl/strings/str_cat.h>
 #include <torch/version.h>
 
+#include <algorithm>
+
+#include "model/ops.h"
+
 namespace kvserve {
 
 absl::StatusOr<at::ScalarType> ParseDtype(const std::string& name) {
@@ -71,7 +75,13 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
   } catch (const std::exception& e) {  // e.g. out of memory on the device
     return absl::ResourceExhaustedError(absl::StrCat("loading ", source, ": ", e.what()));
   }
-  if (attention == nullptr) attention = MakeReferenceAttention();
+  if (attention == nullptr) {
+#ifdef KVSERVE_WITH_CUDA
+    attention = options.device.is_cuda() ? MakeCudaAttention() : MakeReferenceAttention();
+#else
+    attention = MakeReferenceAttention();
+#endif
+  }
   return std::unique_ptr<LlamaModel>(
       new LlamaModel(std::move(config), options, std::move(weights), std::move(attention)));
 }
@@ -82,24 +92,23 @@ LlamaModel::LlamaModel(ModelConfig config, ModelOptions options, LlamaWeights we
       options_(options),
       weights_(std::move(weights)),
       attention_(std::move(attention)),
-      rope_(config_, options.device) {}
+      rope_(config_, options.device) {
+#ifdef KVSERVE_WITH_CUDA
+  if (options_.device.is_cuda() && options_.fused_decode) {
+    decode_runner_ = MakeCudaDecodeRunner(
+        config_, weights_, rope_, options_.dtype, options_.device,
+        {options_.cuda_graphs, std::max<int64_t>(1, options_.max_decode_batch)});
+  }
+#endif
+}
 
 KvCacheShape LlamaModel::cache_shape() const {
   return {config_.num_layers, config_.num_kv_heads, config_.head_dim, options_.dtype,
           options_.device};
 }
 
-at::Tensor LlamaModel::RmsNorm(const at::Tensor& x, const at::Tensor& weight) const {
-  // As HF: normalise in float32, cast back, then scale.
-  auto x32 = x.to(at::kFloat);
-  auto variance = x32.pow(2).mean(-1, /*keepdim=*/true);
-  return weight * (x32 * at::rsqrt(variance + config_.rms_norm_eps)).to(x.scalar_type());
-}
-
 at::Tensor LlamaModel::Mlp(const LayerWeights& w, const at::Tensor& hidden) const {
-  auto gate_up = at::linear(hidden, w.gate_up, w.gate_up_bias);
-  auto parts = gate_up.chunk(2, -1);
-  return at::linear(at::silu(parts[0]) * parts[1], w.down, w.down_bias);
+  return at::linear(SwiGlu(at::linear(hidden, w.gate_up, w.gate_up_bias)), w.down, w.down_bias);
 }
 
 at::Tensor LlamaModel::Attention(int64_t layer, const at::Tensor& hidden,
@@ -133,7 +142,8 @@ at::Tensor LlamaModel::Attention(int64_t layer, const at::Tensor& hidden,
       // Positions are ranks in the cache: stored keys are un-rotated and rotated here each step.
       input.queries = rope_.Apply(seq_q, at::arange(held, held + n, long_options), 0);
       cache.Append(layer, seq_k, seq_v);
-      input.keys = rope_.Apply(cache.keys(layer), at::arange(0, held + n, long_options), 1);
+      auto ranks = SlotRanks(seq.policy->ring_layout(layer), held + n, options_.device);
+      input.keys = rope_.Apply(cache.keys(layer), ranks, 1);
     }
     input.values = cache.values(layer);
     input.want_key_mass = seq.policy->wants_key_mass();
@@ -155,6 +165,9 @@ at::Tensor LlamaModel::Attention(int64_t layer, const at::Tensor& hidden,
 }
 
 at::Tensor LlamaModel::Forward(std::span<const SequenceInput> batch) {
+  if (decode_runner_ && !observer_ && decode_runner_->Accepts(batch)) {
+    return decode_runner_->Run(batch);
+  }
   std::vector<int64_t> ids;
   std::vector<int64_t> output_rows;
   for (const SequenceInput& seq : batch) {
@@ -168,17 +181,22 @@ at::Tensor LlamaModel::Forward(std::span<const SequenceInput> batch) {
   const auto long_options = at::TensorOptions().dtype(at::kLong);
   auto token_ids = at::tensor(ids, long_options).to(options_.device);
   auto x = at::embedding(weights_.embed, token_ids);
+  at::Tensor pending;  // the previous layer's MLP output, added to x by the next norm
   for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
     const LayerWeights& w = weights_.layers[layer];
-    auto attention_input = RmsNorm(x, w.input_norm);
+    auto attention_input = AddRmsNorm(x, pending, w.input_norm, config_.rms_norm_eps);
     if (observer_) observer_(layer, attention_input);
-    x = x + Attention(layer, attention_input, batch);
-    x = x + Mlp(w, RmsNorm(x, w.post_norm));
+    auto attention = Attention(layer, attention_input, batch);
+    pending = Mlp(w, AddRmsNorm(x, attention, w.post_norm, config_.rms_norm_eps));
   }
-  for (const SequenceInput& seq : batch)
+  for (const SequenceInput& seq : batch) {
     seq.cache->Advance(static_cast<int64_t>(seq.tokens.size()));
-  auto rows = x.index_select(0, at::tensor(output_rows, long_options).to(options_.device));
-  return at::linear(RmsNorm(rows, weights_.final_norm), weights_.lm_head).to(at::kFloat);
+  }
+  auto rows = at::tensor(output_rows, long_options).to(options_.device);
+  auto last = x.index_select(0, rows);
+  auto h =
+      AddRmsNorm(last, pending.index_select(0, rows), weights_.final_norm, config_.rms_norm_eps);
+  return at::linear(h, weights_.lm_head).to(at::kFloat);
 }
 
 }  // namespace kvserve

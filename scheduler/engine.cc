@@ -278,9 +278,20 @@ class Engine::Impl {
               : std::span<const int32_t>(r.request.prompt_ids).subspan(r.prefilled, work.tokens);
       batch.push_back({r.cache.get(), r.policy.get(), tokens, false});
     }
-    at::Tensor logits;
+    // Greedy rows need only the argmax, computed on the device; the others their logits here.
+    std::vector<int64_t> sampled_rows;
+    for (size_t row = 0; row < plan.size(); ++row) {
+      if (!running_[plan[row].candidate]->sampler->greedy()) sampled_rows.push_back(row);
+    }
+    at::Tensor argmax, logits;
     try {
-      logits = model_->Forward(batch).cpu().contiguous();
+      auto device_logits = model_->Forward(batch);
+      argmax = device_logits.argmax(-1).cpu();
+      if (!sampled_rows.empty()) {
+        auto rows = at::tensor(sampled_rows, at::TensorOptions().dtype(at::kLong))
+                        .to(device_logits.device());
+        logits = device_logits.index_select(0, rows).cpu().contiguous();
+      }
     } catch (const std::exception& e) {
       spdlog::error("engine step of {} requests failed: {}", batch.size(), e.what());
       for (const PlannedWork& work : plan) {
@@ -292,15 +303,20 @@ class Engine::Impl {
       return;
     }
     RecordWork(plan, record);
-    const int64_t vocab = logits.size(1);
+    const int64_t vocab = logits.defined() ? logits.size(1) : 0;
+    size_t sampled = 0;  // index into sampled_rows / logits
     for (size_t row = 0; row < plan.size(); ++row) {
       EngineRequest& r = *running_[plan[row].candidate];
+      const bool greedy = r.sampler->greedy();
+      const size_t logits_row = greedy ? 0 : sampled++;
       if (!plan[row].decode) {
         r.prefilled += plan[row].tokens;
         if (r.prefilled < static_cast<int64_t>(r.request.prompt_ids.size())) continue;
       }
-      const int32_t token =
-          r.sampler->Sample({logits.data_ptr<float>() + row * vocab, static_cast<size_t>(vocab)});
+      const int32_t token = greedy
+                                ? static_cast<int32_t>(argmax.data_ptr<int64_t>()[row])
+                                : r.sampler->Sample({logits.data_ptr<float>() + logits_row * vocab,
+                                                     static_cast<size_t>(vocab)});
       Emit(r, token);
     }
     std::erase(running_, nullptr);
@@ -415,7 +431,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& confi
   if (config.kv_cache_bytes < 0 || (config.kv_cache_bytes == 0 && !device->is_cuda())) {
     return absl::InvalidArgumentError("the KV pool size (kv_cache_bytes) must be > 0");
   }
-  auto model = LlamaModel::Load(config.model, {*dtype, *device, 0});
+  ModelOptions model_options{*dtype, *device, 0};
+  model_options.cuda_graphs = config.cuda_graphs;
+  model_options.max_decode_batch = config.max_running;
+  auto model = LlamaModel::Load(config.model, model_options);
   if (!model.ok()) return model.status();
   auto pool_bytes = KvPoolBytes(config, *device);
   if (!pool_bytes.ok()) return pool_bytes.status();

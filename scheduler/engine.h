@@ -121,6 +121,9 @@ struct EngineConfig {
   int32_t prefill_chunk = 512;          // most prompt tokens of one request per step
   int32_t max_batch_tokens = 4096;      // most tokens (prefill + decode) per step
   int32_t max_new_tokens_limit = 4096;  // the largest max_new_tokens accepted
+  // CUDA: replay decode steps from CUDA graphs (one per batch-size bucket); false launches the same
+  // kernels eagerly.
+  bool cuda_graphs = true;
   // Where the engine records its metrics (admissions, tokens, latencies, steps, queue and pool,
   // cache policies, and the end of every request Submit accepted; not Submit's own errors, which
   // the caller records). nullptr: none. Not owned; must outlive the engine.

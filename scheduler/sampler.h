@@ -27,6 +27,10 @@ class Sampler {
   // Picks the next token from one row of float32 logits [vocab] and remembers it.
   int32_t Sample(std::span<const float> logits);
 
+  // True when Sample is a plain argmax (temperature 0, no repetition penalty), which the caller
+  // may compute on the device instead (the same lowest id among equal maxima) and skip Sample.
+  bool greedy() const { return params_.temperature == 0.0f && params_.repetition_penalty == 1.0f; }
+
  private:
   SamplingParams params_;
   std::mt19937_64 rng_;

@@ -30,6 +30,12 @@ class TimedCachePolicy final : public CachePolicy {
   }
   // Runs the inner Update, adds its duration, and mirrors the inner policy's stats.
   void Update(KvCache& cache, const LayerStep& step) override;
+  RingLayout ring_layout(int64_t layer) const override { return inner_->ring_layout(layer); }
+  std::optional<BatchedDecodeStep> PlanBatchedDecode(const KvCache& cache) override {
+    return inner_->PlanBatchedDecode(cache);
+  }
+  // Like Update: timed, stats mirrored.
+  void CommitBatchedDecode(KvCache& cache, const BatchedDecodeStep& step) override;
 
   // Seconds spent in Update since the last call, and resets them.
   double TakeUpdateSeconds();

@@ -41,6 +41,8 @@ ABSL_FLAG(int32_t, prefill_chunk, kDefaults.prefill_chunk,
           "most prompt tokens of one request in one engine step");
 ABSL_FLAG(int32_t, max_new_tokens_limit, kDefaults.max_new_tokens_limit,
           "the largest sampling.max_new_tokens accepted");
+ABSL_FLAG(bool, cuda_graphs, kDefaults.cuda_graphs,
+          "CUDA: replay decode steps from CUDA graphs captured per batch-size bucket");
 ABSL_FLAG(double, drain_timeout, kDefaults.drain_timeout_s,
           "seconds in-flight streams may go on after SIGTERM/SIGINT before they end UNAVAILABLE");
 ABSL_FLAG(int32_t, max_message_bytes, kDefaults.max_message_bytes,
@@ -76,6 +78,7 @@ int main(int argc, char** argv) {
   config.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   config.prefill_chunk = absl::GetFlag(FLAGS_prefill_chunk);
   config.max_new_tokens_limit = absl::GetFlag(FLAGS_max_new_tokens_limit);
+  config.cuda_graphs = absl::GetFlag(FLAGS_cuda_graphs);
   config.drain_timeout_s = absl::GetFlag(FLAGS_drain_timeout);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   config.log_level = absl::GetFlag(FLAGS_log_level);

@@ -47,6 +47,7 @@ EngineConfig ServerConfig::ToEngineConfig() const {
   e.prefill_chunk = prefill_chunk;
   e.max_batch_tokens = max_batch_tokens;
   e.max_new_tokens_limit = max_new_tokens_limit;
+  e.cuda_graphs = cuda_graphs;
   return e;
 }
 

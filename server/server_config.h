@@ -26,6 +26,7 @@ struct ServerConfig {
   int32_t max_batch_tokens = 4096;
   int32_t prefill_chunk = 512;
   int32_t max_new_tokens_limit = 4096;
+  bool cuda_graphs = true;
   double drain_timeout_s = 30;          // SIGTERM: how long in-flight streams may go on
   int32_t max_message_bytes = 4 << 20;  // the largest request message accepted
   std::string log_level = "info";

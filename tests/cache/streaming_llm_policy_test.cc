@@ -120,8 +120,12 @@ TEST(StreamingLlmPolicyTest, InvariantsOnRandomInputs) {
             for (int64_t p : Range(seen - 9, seen)) expected.push_back(p);
           }
           ASSERT_EQ(held, expected) << "chunk " << chunk << " seen " << seen;
-          // Temporal slot order: ranks are what the model rotates keys with.
-          ASSERT_TRUE(at::equal(cache.positions(layer)[head], at::tensor(held, at::kLong)));
+          // Ordered by rank (the ring once decoding evicts) the slots are temporal: ranks are
+          // what the model rotates keys with.
+          auto ranks = SlotRanks(policy->ring_layout(layer), cache.length(layer), at::kCPU);
+          auto by_rank = at::empty({cache.length(layer)}, at::kLong);
+          by_rank.index_put_({ranks}, cache.positions(layer)[head]);
+          ASSERT_TRUE(at::equal(by_rank, at::tensor(held, at::kLong)));
         }
       }
     });

@@ -21,6 +21,16 @@ class MarkedPolicy : public CachePolicy {
     stats_.peak_tokens = 7;
     stats_.compression_events += 1;
   }
+  RingLayout ring_layout(int64_t layer) const override { return {1, 2, 3 + layer}; }
+  std::optional<BatchedDecodeStep> PlanBatchedDecode(const KvCache&) override {
+    BatchedDecodeStep step;
+    step.rule = BatchedDecodeStep::Rule::kRingVictim;
+    step.ring_victim = 5;
+    return step;
+  }
+  void CommitBatchedDecode(KvCache&, const BatchedDecodeStep& step) override {
+    stats_.evicted_tokens += step.ring_victim;
+  }
 };
 
 TEST(TimedCachePolicyTest, ForwardsEveryVirtualAndTimesUpdate) {
@@ -42,6 +52,13 @@ TEST(TimedCachePolicyTest, ForwardsEveryVirtualAndTimesUpdate) {
   EXPECT_GE(seconds, 0.004);
   EXPECT_LT(seconds, 1.0);
   EXPECT_EQ(policy.TakeUpdateSeconds(), 0);
+
+  EXPECT_EQ(policy.ring_layout(4).head, 7);
+  auto plan = policy.PlanBatchedDecode(cache);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(plan->ring_victim, 5);
+  policy.CommitBatchedDecode(cache, *plan);
+  EXPECT_EQ(policy.stats().evicted_tokens, 11);
 }
 
 }  // namespace

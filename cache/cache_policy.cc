@@ -1,0 +1,19 @@
+#include "cache/cache_policy.h"
+
+#include <algorithm>
+
+namespace kvserve {
+
+at::Tensor SlotRanks(const RingLayout& ring, int64_t length, at::Device device) {
+  auto slots = at::arange(length, at::TensorOptions().dtype(at::kLong).device(device));
+  if (ring.size == 0) return slots;
+  auto in_ring = (slots >= ring.begin).logical_and(slots < ring.begin + ring.size);
+  auto ring_rank = ring.begin + at::remainder(slots - ring.head, ring.size);
+  return at::where(in_ring, ring_rank, slots);
+}
+
+void CachePolicy::CommitBatchedDecode(KvCache& cache, const BatchedDecodeStep& /*step*/) {
+  stats_.peak_tokens = std::max(stats_.peak_tokens, cache.length(0));
+}
+
+}  // namespace kvserve

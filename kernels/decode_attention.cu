@@ -1,0 +1,321 @@
+// DecodeAttention (decode_step.h), flash-decoding style. Kernel 1: one block per (split of the
+// cache, KV head, sequence); each warp's lanes take a key in groups of head_dim / 8 lanes (one
+// 16-byte access each), so a warp reads several keys at once, each group keeps its own online
+// softmax for the G query heads of the KV head, and the block merges them into one partial result.
+// Kernel 2: one block per (KV head, sequence) merges the splits, writes the output and, where
+// asked, the key mass from the raw scores kernel 1 left in the sequence's scratch.
+#include <algorithm>
+#include <cfloat>
+#include <type_traits>
+
+#include "kernels/decode_step.h"
+#include "kernels/device_math.cuh"
+
+namespace kvserve::kernels {
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;
+// A split reads at least this many keys: below it, the merge costs more than the parallelism buys.
+constexpr int kMinKeysPerSplit = 64;
+constexpr float kLog2e = 1.4426950408889634f;
+
+__host__ __device__ __forceinline__ int NumSplits(int length, int max_splits) {
+  const int wanted = (length + kMinKeysPerSplit - 1) / kMinKeysPerSplit;
+  return wanted < 1 ? 1 : (wanted < max_splits ? wanted : max_splits);
+}
+
+__device__ __forceinline__ int SlotRank(int slot, const DecodeSequence& s) {
+  if (slot >= s.ring_begin && slot < s.ring_begin + s.ring_size) {
+    int offset = (slot - s.ring_head) % s.ring_size;
+    if (offset < 0) offset += s.ring_size;
+    return s.ring_begin + offset;
+  }
+  return slot;
+}
+
+// Rotates this lane's E elements of a key (dims d0..d0+E) by `rank`, as RotatePair in
+// rope_append.cu does. The partner of dim i is dim i ± D/2: in lane part ^ (LPK / 2), or in this
+// lane when one lane holds the whole key. Every lane of the warp must call it (shuffles).
+template <typename T, int D, int LPK>
+__device__ __forceinline__ void RotateKey(float (&k)[kVecElems<T>], int rank, int d0,
+                                          const float2* rope_table) {
+  constexpr int E = kVecElems<T>;
+  float partner[E];
+#pragma unroll
+  for (int e = 0; e < E; ++e) {
+    if constexpr (LPK >= 2) {
+      partner[e] = __shfl_xor_sync(0xffffffffu, k[e], LPK / 2);
+    } else {
+      partner[e] = k[(e + D / 2) % D];
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < E; ++e) {
+    const int dim = d0 + e;
+    const float2 cs = rope_table[static_cast<int64_t>(rank) * (D / 2) + dim % (D / 2)];
+    const float c = Round<T>(cs.x), s = Round<T>(cs.y);
+    const float rotated = dim < D / 2 ? -partner[e] * s : partner[e] * s;
+    k[e] = Round<T>(Round<T>(k[e] * c) + Round<T>(rotated));
+  }
+}
+
+template <typename T, int D, int G>
+__global__ void __launch_bounds__(kThreads)
+    SplitAttentionKernel(DecodeShape shape, const DecodeSequence* sequences, const int32_t* lengths,
+                         int32_t layer, const T* queries, const float2* rope_table,
+                         DecodeWorkspace workspace, float scale_log2) {
+  constexpr int E = kVecElems<T>;
+  static_assert(D % E == 0, "head_dim must be a multiple of one 16-byte access");
+  constexpr int LPK = D / E;  // lanes per key
+  static_assert(LPK >= 1 && LPK <= 32 && 32 % LPK == 0, "unsupported head_dim");
+  constexpr int KPW = 32 / LPK;  // keys a warp reads at once
+
+  const int split = blockIdx.x, kv_head = blockIdx.y, b = blockIdx.z;
+  const DecodeSequence& s = sequences[b];
+  const int length = s.keys == nullptr ? 0 : lengths[static_cast<int64_t>(layer) * shape.batch + b];
+  const int splits = NumSplits(length, workspace.max_splits);
+  if (length == 0 || split >= splits) return;
+  const int chunk = (length + splits - 1) / splits;
+  const int begin = split * chunk, end = min(length, begin + chunk);
+
+  __shared__ float q_shared[G * D];
+  const T* q = queries + (static_cast<int64_t>(b) * shape.num_heads + kv_head * G) * D;
+  for (int i = threadIdx.x; i < G * D; i += kThreads) q_shared[i] = ToFloat(q[i]) * scale_log2;
+  __syncthreads();
+
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int key_lane = lane / LPK, part = lane % LPK, d0 = part * E;
+  float qr[G][E];
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+#pragma unroll
+    for (int e = 0; e < E; ++e) qr[g][e] = q_shared[g * D + d0 + e];
+  }
+  float m[G], l[G], acc[G][E];
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    m[g] = -INFINITY;
+    l[g] = 0;
+#pragma unroll
+    for (int e = 0; e < E; ++e) acc[g][e] = 0;
+  }
+  const T* key_base =
+      static_cast<const T*>(s.keys) + layer * s.layer_stride + kv_head * s.key_head_stride;
+  const T* value_base =
+      static_cast<const T*>(s.values) + layer * s.layer_stride + kv_head * s.value_head_stride;
+  float* scratch =
+      s.key_mass == nullptr ? nullptr : s.logit_scratch + kv_head * G * s.scratch_stride;
+
+  for (int first = begin + warp * KPW; first < end; first += kWarps * KPW) {  // warp-uniform
+    const int key = first + key_lane;
+    const bool valid = key < end;
+    float k[E], v[E];
+    if (valid) {
+      LoadVec(key_base + static_cast<int64_t>(key) * D + d0, k);
+      LoadVec(value_base + static_cast<int64_t>(key) * D + d0, v);
+    } else {
+#pragma unroll
+      for (int e = 0; e < E; ++e) k[e] = v[e] = 0;
+    }
+    if (!s.keys_rotated) RotateKey<T, D, LPK>(k, valid ? SlotRank(key, s) : 0, d0, rope_table);
+    float dot[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      float sum = 0;
+#pragma unroll
+      for (int e = 0; e < E; ++e) sum += qr[g][e] * k[e];
+#pragma unroll
+      for (int offset = LPK / 2; offset > 0; offset >>= 1) {
+        sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+      }
+      dot[g] = sum;
+    }
+    if (!valid) continue;
+    if (scratch != nullptr && part == 0) {
+#pragma unroll
+      for (int g = 0; g < G; ++g) scratch[g * s.scratch_stride + key] = dot[g];
+    }
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      const float m_new = fmaxf(m[g], dot[g]);
+      const float correction = exp2f(m[g] - m_new);  // 0 while m was -inf
+      const float p = exp2f(dot[g] - m_new);
+      l[g] = l[g] * correction + p;
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[g][e] = acc[g][e] * correction + p * v[e];
+      m[g] = m_new;
+    }
+  }
+
+  // Merge the key groups of the warp (lanes that hold the same dims), then the warps.
+#pragma unroll
+  for (int offset = LPK; offset < 32; offset <<= 1) {
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      const float m_other = __shfl_xor_sync(0xffffffffu, m[g], offset);
+      const float l_other = __shfl_xor_sync(0xffffffffu, l[g], offset);
+      const float m_new = fmaxf(m[g], m_other);
+      const float mine = m[g] == -INFINITY ? 0.f : exp2f(m[g] - m_new);
+      const float theirs = m_other == -INFINITY ? 0.f : exp2f(m_other - m_new);
+      l[g] = l[g] * mine + l_other * theirs;
+#pragma unroll
+      for (int e = 0; e < E; ++e) {
+        const float acc_other = __shfl_xor_sync(0xffffffffu, acc[g][e], offset);
+        acc[g][e] = acc[g][e] * mine + acc_other * theirs;
+      }
+      m[g] = m_new;
+    }
+  }
+  __shared__ float warp_m[kWarps][G], warp_l[kWarps][G], warp_acc[kWarps][G][D];
+  if (key_lane == 0) {
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+#pragma unroll
+      for (int e = 0; e < E; ++e) warp_acc[warp][g][d0 + e] = acc[g][e];
+      if (part == 0) {
+        warp_m[warp][g] = m[g];
+        warp_l[warp][g] = l[g];
+      }
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < G * D; i += kThreads) {
+    const int g = i / D, dim = i % D;
+    float m_all = -INFINITY;
+    for (int w = 0; w < kWarps; ++w) m_all = fmaxf(m_all, warp_m[w][g]);
+    float out = 0, sum = 0;
+    for (int w = 0; w < kWarps; ++w) {
+      const float f = warp_m[w][g] == -INFINITY ? 0.f : exp2f(warp_m[w][g] - m_all);
+      out += warp_acc[w][g][dim] * f;
+      sum += warp_l[w][g] * f;
+    }
+    const int64_t index =
+        ((static_cast<int64_t>(b) * shape.kv_heads + kv_head) * G + g) * workspace.max_splits +
+        split;
+    workspace.partial_out[index * D + dim] = out;
+    if (dim == 0) {
+      workspace.partial_stats[index * 2] = m_all;
+      workspace.partial_stats[index * 2 + 1] = sum;
+    }
+  }
+}
+
+template <typename T, int D, int G>
+__global__ void __launch_bounds__(kThreads)
+    MergeSplitsKernel(DecodeShape shape, const DecodeSequence* sequences, const int32_t* lengths,
+                      int32_t layer, T* out, DecodeWorkspace workspace) {
+  const int kv_head = blockIdx.x, b = blockIdx.y;
+  const DecodeSequence& s = sequences[b];
+  const int length = s.keys == nullptr ? 0 : lengths[static_cast<int64_t>(layer) * shape.batch + b];
+  T* out_row = out + (static_cast<int64_t>(b) * shape.num_heads + kv_head * G) * D;
+  if (length == 0) {
+    for (int i = threadIdx.x; i < G * D; i += kThreads) out_row[i] = FromFloat<T>(0.f);
+    return;
+  }
+  const int splits = NumSplits(length, workspace.max_splits);
+  __shared__ float lse[G];  // log2 of each query head's softmax denominator, in scaled units
+  for (int i = threadIdx.x; i < G * D; i += kThreads) {
+    const int g = i / D, dim = i % D;
+    const int64_t first =
+        ((static_cast<int64_t>(b) * shape.kv_heads + kv_head) * G + g) * workspace.max_splits;
+    float m_all = -INFINITY;
+    for (int k = 0; k < splits; ++k) m_all = fmaxf(m_all, workspace.partial_stats[(first + k) * 2]);
+    float value = 0, sum = 0;
+    for (int k = 0; k < splits; ++k) {
+      const float f = exp2f(workspace.partial_stats[(first + k) * 2] - m_all);
+      value += workspace.partial_out[(first + k) * D + dim] * f;
+      sum += workspace.partial_stats[(first + k) * 2 + 1] * f;
+    }
+    out_row[i] = FromFloat<T>(value / sum);
+    if (dim == 0) lse[g] = m_all + log2f(sum);
+  }
+  if (s.key_mass == nullptr) return;
+  __syncthreads();
+  const float* scratch = s.logit_scratch + kv_head * G * s.scratch_stride;
+  float* mass = s.key_mass + layer * s.mass_layer_stride + kv_head * s.mass_head_stride;
+  for (int slot = threadIdx.x; slot < length; slot += kThreads) {
+    float total = 0;
+#pragma unroll
+    for (int g = 0; g < G; ++g) total += exp2f(scratch[g * s.scratch_stride + slot] - lse[g]);
+    mass[slot] = total;
+  }
+}
+
+template <typename T, int D, int G>
+cudaError_t Launch(const DecodeShape& shape, const DecodeSequence* sequences,
+                   const int32_t* lengths, int32_t layer, const void* queries, void* out,
+                   const float* rope_table, const DecodeWorkspace& workspace, cudaStream_t stream) {
+  const float scale_log2 = kLog2e / sqrtf(static_cast<float>(D));
+  const dim3 split_grid(workspace.max_splits, shape.kv_heads, shape.batch);
+  SplitAttentionKernel<T, D, G><<<split_grid, kThreads, 0, stream>>>(
+      shape, sequences, lengths, layer, static_cast<const T*>(queries),
+      reinterpret_cast<const float2*>(rope_table), workspace, scale_log2);
+  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  const dim3 merge_grid(shape.kv_heads, shape.batch);
+  MergeSplitsKernel<T, D, G><<<merge_grid, kThreads, 0, stream>>>(shape, sequences, lengths, layer,
+                                                                  static_cast<T*>(out), workspace);
+  return cudaGetLastError();
+}
+
+template <typename T, int D, typename... Args>
+cudaError_t DispatchGroup(int32_t group, const Args&... args) {
+  switch (group) {
+    case 1:
+      return Launch<T, D, 1>(args...);
+    case 2:
+      return Launch<T, D, 2>(args...);
+    case 4:
+      return Launch<T, D, 4>(args...);
+    case 8:
+      return Launch<T, D, 8>(args...);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace
+
+bool DecodeAttentionSupports(int32_t head_dim, int32_t group) {
+  const bool dim_ok = head_dim == 8 || head_dim == 64 || head_dim == 128;
+  const bool group_ok = group == 1 || group == 2 || group == 4 || group == 8;
+  return dim_ok && group_ok;
+}
+
+DecodeWorkspaceSize DecodeWorkspaceFloats(const DecodeShape& shape, int32_t max_splits) {
+  const int64_t rows = static_cast<int64_t>(shape.batch) * shape.num_heads * max_splits;
+  return {rows * shape.head_dim, rows * 2};
+}
+
+int32_t DecodeMaxSplits(const DecodeShape& shape, int32_t multiprocessors) {
+  const int64_t blocks = std::max<int64_t>(1, static_cast<int64_t>(shape.batch) * shape.kv_heads);
+  const int64_t wanted = (2 * static_cast<int64_t>(multiprocessors) + blocks - 1) / blocks;
+  return static_cast<int32_t>(std::clamp<int64_t>(wanted, 1, 64));
+}
+
+cudaError_t DecodeAttention(const DecodeShape& shape, const DecodeSequence* sequences,
+                            const int32_t* lengths, int32_t layer, const void* queries, void* out,
+                            const float* rope_table, const DecodeWorkspace& workspace,
+                            cudaStream_t stream) {
+  if (shape.batch == 0) return cudaSuccess;
+  if (shape.kv_heads <= 0 || shape.num_heads % shape.kv_heads != 0) return cudaErrorInvalidValue;
+  const int32_t group = shape.num_heads / shape.kv_heads;
+  if (!DecodeAttentionSupports(shape.head_dim, group)) return cudaErrorInvalidValue;
+  return DispatchDType(shape.dtype, [&](auto type) {
+    using T = decltype(type);
+    auto args = [&](auto dim) {
+      return DispatchGroup<T, decltype(dim)::value>(group, shape, sequences, lengths, layer,
+                                                    queries, out, rope_table, workspace, stream);
+    };
+    switch (shape.head_dim) {
+      case 8:
+        return args(std::integral_constant<int, 8>{});
+      case 64:
+        return args(std::integral_constant<int, 64>{});
+      case 128:
+        return args(std::integral_constant<int, 128>{});
+    }
+    return cudaErrorInvalidValue;
+  });
+}
+
+}  // namespace kvserve::kernels

@@ -1,0 +1,79 @@
+// EvictOneToken (decode_maintenance.h): one block per (entry, layer), one warp per KV head.
+#include "kernels/decode_maintenance.h"
+#include "kernels/device_math.cuh"
+
+namespace kvserve::kernels {
+namespace {
+
+// The candidate a lane or the warp would evict: lowest score, then largest position.
+struct Candidate {
+  float score;
+  int64_t position;
+  int32_t slot;
+};
+
+__device__ __forceinline__ bool Worse(const Candidate& a, const Candidate& b) {
+  // True if a should be evicted before b.
+  if (a.slot < 0) return false;
+  if (b.slot < 0) return true;
+  return a.score < b.score || (a.score == b.score && a.position > b.position);
+}
+
+template <typename T>
+__global__ void EvictKernel(int32_t head_dim, const EvictionEntry* entries) {
+  const EvictionEntry& e = entries[blockIdx.x];
+  const int layer = blockIdx.y, head = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int last = e.length - 1;
+  int64_t* positions =
+      e.positions + layer * e.positions_layer_stride + head * e.positions_head_stride;
+  float* scores = nullptr;
+  int victim = e.ring_victim;
+  if (e.rule == EvictionRule::kLowestScore) {
+    scores = e.scores + layer * e.scores_layer_stride + head * e.scores_head_stride;
+    const float* mass = e.key_mass + layer * e.mass_layer_stride + head * e.mass_head_stride;
+    Candidate best{0.f, 0, -1};
+    for (int slot = lane; slot < e.length; slot += 32) {
+      const float score = (slot == last ? 0.f : scores[slot]) + mass[slot];
+      scores[slot] = score;
+      const Candidate c{score, positions[slot], slot};
+      if (c.position < e.min_recent_position && Worse(c, best)) best = c;
+    }
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) {
+      Candidate other{__shfl_xor_sync(0xffffffffu, best.score, offset),
+                      __shfl_xor_sync(0xffffffffu, best.position, offset),
+                      __shfl_xor_sync(0xffffffffu, best.slot, offset)};
+      if (Worse(other, best)) best = other;
+    }
+    if (!e.evict || best.slot < 0) return;  // not over the budget, or nothing old enough
+    victim = best.slot;
+    __syncwarp();  // the last slot's score, written by another lane, is read below
+  }
+  T* keys = static_cast<T*>(e.keys) + layer * e.layer_stride + head * e.head_stride;
+  T* values = static_cast<T*>(e.values) + layer * e.layer_stride + head * e.head_stride;
+  for (int i = lane; i < head_dim; i += 32) {
+    keys[static_cast<int64_t>(victim) * head_dim + i] =
+        keys[static_cast<int64_t>(last) * head_dim + i];
+    values[static_cast<int64_t>(victim) * head_dim + i] =
+        values[static_cast<int64_t>(last) * head_dim + i];
+  }
+  if (lane == 0) {
+    positions[victim] = positions[last];
+    if (scores != nullptr) scores[victim] = scores[last];
+  }
+}
+
+}  // namespace
+
+cudaError_t EvictOneToken(DType dtype, int32_t head_dim, int32_t kv_heads, int32_t layers,
+                          const EvictionEntry* entries, int32_t count, cudaStream_t stream) {
+  if (count == 0 || layers == 0) return cudaSuccess;
+  if (kv_heads < 1 || kv_heads > 32) return cudaErrorInvalidValue;
+  return DispatchDType(dtype, [&](auto type) {
+    using T = decltype(type);
+    EvictKernel<T><<<dim3(count, layers), 32 * kv_heads, 0, stream>>>(head_dim, entries);
+    return cudaGetLastError();
+  });
+}
+
+}  // namespace kvserve::kernels

@@ -1,0 +1,100 @@
+#include "model/cuda_ops.h"
+
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/util/Exception.h>
+
+#include "kernels/elementwise.h"
+#include "kernels/prefill_attention.h"
+
+namespace kvserve::cuda {
+
+cudaStream_t CurrentStream() { return at::cuda::getCurrentCUDAStream().stream(); }
+
+int MultiprocessorCount() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
+
+void Check(cudaError_t error, const char* what) {
+  TORCH_CHECK(error == cudaSuccess, what, ": ", cudaGetErrorString(error));
+}
+
+bool PrefillKernelTakes(const at::Tensor& queries, const at::Tensor& keys, int64_t segment_size) {
+  const int64_t dim = queries.size(2);
+  const auto rows_ok = [dim](const at::Tensor& t) {
+    return t.stride(2) == 1 && t.stride(1) == dim;
+  };
+  return queries.is_cuda() &&
+         (queries.scalar_type() == at::kHalf || queries.scalar_type() == at::kBFloat16) &&
+         keys.scalar_type() == queries.scalar_type() && rows_ok(keys) &&
+         kernels::PrefillAttentionSupports(kvserve::KernelDType(queries.scalar_type()),
+                                           static_cast<int32_t>(dim),
+                                           static_cast<int32_t>(segment_size));
+}
+
+at::Tensor PrefillAttention(const at::Tensor& queries, const at::Tensor& keys,
+                            const at::Tensor& values, const at::Tensor& blocks,
+                            const at::Tensor& dense, int64_t segment_size, int64_t block_size) {
+  TORCH_CHECK(PrefillKernelTakes(queries, keys, blocks.defined() ? segment_size : 0) &&
+                  values.stride(2) == 1 && values.stride(1) == queries.size(2),
+              "PrefillAttention: the kernel does not take these tensors");
+  auto q = queries.contiguous();
+  auto out = at::empty_like(q);
+  kernels::PrefillAttentionArgs a;
+  a.dtype = kvserve::KernelDType(q.scalar_type());
+  a.num_heads = static_cast<int32_t>(q.size(1));
+  a.kv_heads = static_cast<int32_t>(keys.size(0));
+  a.head_dim = static_cast<int32_t>(q.size(2));
+  a.queries = static_cast<int32_t>(q.size(0));
+  a.keys = static_cast<int32_t>(keys.size(1));
+  a.q = q.data_ptr();
+  a.k = keys.data_ptr();
+  a.key_head_stride = keys.stride(0);
+  a.v = values.data_ptr();
+  a.value_head_stride = values.stride(0);
+  a.out = out.data_ptr();
+  at::Tensor block_list, dense_flags;
+  if (blocks.defined()) {
+    block_list = blocks.to(q.device(), at::kInt).contiguous();
+    dense_flags = dense.to(q.device(), at::kInt).contiguous();
+    TORCH_CHECK(
+        block_list.dim() == 3 && block_list.size(0) == keys.size(0) &&
+            dense_flags.numel() == block_list.size(1),
+        "PrefillAttention: blocks must be [kv_heads, segments, max_blocks], dense [segments]");
+    a.blocks = block_list.data_ptr<int32_t>();
+    a.dense = dense_flags.data_ptr<int32_t>();
+    a.segments = static_cast<int32_t>(block_list.size(1));
+    a.max_blocks = static_cast<int32_t>(block_list.size(2));
+    a.segment_size = static_cast<int32_t>(segment_size);
+    a.block_size = static_cast<int32_t>(block_size);
+  }
+  Check(kernels::PrefillAttention(a, CurrentStream()), "PrefillAttention kernel");
+  return out;
+}
+
+at::Tensor AddRmsNorm(at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
+                      double eps) {
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), "AddRmsNorm: x must be contiguous [rows, hidden]");
+  TORCH_CHECK(!residual.defined() || (residual.sizes() == x.sizes() && residual.is_contiguous() &&
+                                      residual.scalar_type() == x.scalar_type()),
+              "AddRmsNorm: residual must match x");
+  TORCH_CHECK(weight.numel() == x.size(1) && weight.scalar_type() == x.scalar_type(),
+              "AddRmsNorm: weight must be [hidden] in x's dtype");
+  auto out = at::empty_like(x);
+  Check(kernels::AddRmsNorm(kvserve::KernelDType(x.scalar_type()), x.data_ptr(),
+                            residual.defined() ? residual.data_ptr() : nullptr,
+                            weight.contiguous().data_ptr(), out.data_ptr(), x.size(0), x.size(1),
+                            static_cast<float>(eps), CurrentStream()),
+        "AddRmsNorm kernel");
+  return out;
+}
+
+at::Tensor SwiGlu(const at::Tensor& gate_up) {
+  TORCH_CHECK(gate_up.dim() == 2 && gate_up.size(1) % 2 == 0, "SwiGlu: gate_up must be [rows, 2w]");
+  auto input = gate_up.contiguous();
+  const int64_t width = input.size(1) / 2;
+  auto out = at::empty({input.size(0), width}, input.options());
+  Check(kernels::SwiGlu(kvserve::KernelDType(input.scalar_type()), input.data_ptr(), out.data_ptr(),
+                        input.size(0), width, CurrentStream()),
+        "SwiGlu kernel");
+  return out;
+}
+
+}  // namespace kvserve::cuda

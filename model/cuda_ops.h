@@ -1,0 +1,34 @@
+// Adapters from torch tensors to the CUDA kernels (kernels/): shape and layout checks, the current
+// stream, and errors as torch exceptions. CUDA builds only (KVSERVE_WITH_CUDA).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <cuda_runtime_api.h>
+
+#include "cache/kernel_dtype.h"
+
+namespace kvserve::cuda {
+
+// The stream torch queues work on for the current device.
+cudaStream_t CurrentStream();
+// Streaming multiprocessors of the current device.
+int MultiprocessorCount();
+// Throws (a c10::Error naming `what`) unless `error` is cudaSuccess.
+void Check(cudaError_t error, const char* what);
+
+// Causal prefill attention of a chunk on the tensor cores (kernels/prefill_attention.h):
+// queries [n, heads, dim], keys and values [kv_heads, m, dim] with rows of dim contiguous, the
+// chunk's n keys last. With `blocks` [kv_heads, segments, max_blocks] and `dense` [segments]
+// (int32, on the device), block-sparse per query segment. Returns [n, heads, dim].
+bool PrefillKernelTakes(const at::Tensor& queries, const at::Tensor& keys, int64_t segment_size);
+at::Tensor PrefillAttention(const at::Tensor& queries, const at::Tensor& keys,
+                            const at::Tensor& values, const at::Tensor& blocks = {},
+                            const at::Tensor& dense = {}, int64_t segment_size = 0,
+                            int64_t block_size = 0);
+
+// ops.h, on CUDA tensors.
+at::Tensor AddRmsNorm(at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
+                      double eps);
+at::Tensor SwiGlu(const at::Tensor& gate_up);
+
+}  // namespace kvserve::cuda

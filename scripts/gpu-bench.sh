@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# On the GPU machine after scripts/gpu-check.sh built /tmp/build: the performance figures of
+# docs/performance.md. Sections (arguments, any order): decode maintenance ttft serving hf.
+# Tables go to stdout and $OUT/<section>.md, JSON to $OUT/<section>.json.
+set -uo pipefail
+out=${OUT:-/tmp/gpu-out}
+mkdir -p "$out"
+build=/tmp/build
+bench=$build/bench/kvserve-bench-engine
+for section in "$@"; do
+  case $section in
+    decode)  # decode steps, full 4K caches and 512-token budgets, both shapes
+      for model in llama-3-8b llama-2-7b; do
+        $bench --model dummy:$model --modes decode --batches 1,8,64,256 \
+          --caches FULL:4096,STREAMING_LLM:512 --steps 32 --warmup 4 \
+          --json-out "$out/decode-$model.json" 2>&1 | tee -a "$out/decode.md" | grep '^|'
+      done ;;
+    maintenance)  # every policy at batch 64, 512-token budgets: the maintenance part of a step
+      $bench --model dummy:llama-3-8b --modes decode --batches 64 --steps 24 --warmup 4 \
+        --caches FULL:512,STREAMING_LLM:512,H2O:512,SNAPKV:512,CASCADING:512,TREEKV:512,FREQKV:512 \
+        --json-out "$out/maintenance.json" 2>&1 | tee "$out/maintenance.md" | grep '^|' ;;
+    ttft)  # idle engine, one prompt in one chunk
+      $bench --model dummy:llama-3-8b --modes ttft --ttft-prompts 4096,32768 --ttft-repeats 5 \
+        --prefill-chunk 32768 --max-batch-tokens 32768 --kv-cache-gb 40 \
+        --json-out "$out/ttft.json" 2>&1 | tee "$out/ttft.md" | grep '^|' ;;
+    serving)  # batch 64 through the engine alone, then through the gRPC server
+      common=(--requests 256 --concurrency 64 --prompt-len 128 --output-len 256)
+      $bench --model dummy:llama-3-8b --modes workload "${common[@]}" --cache STREAMING_LLM:512 \
+        --max-running 64 --prefill-chunk 512 --kv-cache-gb 40 --json-out "$out/engine-workload.json" \
+        2>&1 | tee "$out/serving.md" | grep '^|'
+      $build/server/kvserve --model dummy:llama-3-8b --device cuda --dtype bfloat16 --port 0 \
+        --metrics-port 0 --max-running 64 --prefill-chunk 512 --kv-cache-gb 40 \
+        > "$out/serve.stdout" 2> "$out/serve.log" &
+      server=$!
+      for _ in $(seq 300); do grep -q listening "$out/serve.stdout" 2>/dev/null && break; sleep 0.2; done
+      address=$(sed -n 's/^listening on //p' "$out/serve.stdout")
+      $build/bench/kvserve-bench-serving --server "$address" --num-requests 256 --concurrency 64 \
+        --prompt-len 128 --output-len 256 --policies STREAMING_LLM:512 \
+        --json-out "$out/grpc-workload.json" 2>&1 | tee -a "$out/serving.md"
+      kill -TERM $server; wait $server ;;
+    hf)
+      python3 bench/hf_baseline.py --model llama-3-8b --cases 1x4096,64x512 --new-tokens 64 \
+        --json-out "$out/hf.json" 2>&1 | tee "$out/hf.md" ;;
+    *) echo "unknown section $section"; exit 2 ;;
+  esac
+done

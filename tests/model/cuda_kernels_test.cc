@@ -1,0 +1,340 @@
+// The CUDA kernels against the reference on random inputs (CUDA builds only, run on the GPU
+// machine). Each check prints ‖out − ref‖ / ‖ref‖ ("rel_err") for the report.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cache/policy_factory.h"
+#include "model/attention_backend.h"
+#include "model/cuda_ops.h"
+#include "model/llama_model.h"
+#include "model/ops.h"
+#include "tests/test_support.h"
+
+namespace kvserve {
+namespace {
+
+double RelativeError(const at::Tensor& out, const at::Tensor& ref) {
+  auto o = out.to(at::kDouble).cpu(), r = ref.to(at::kDouble).cpu();
+  EXPECT_FALSE(o.isnan().any().item<bool>()) << "NaN in the output";
+  return (o - r).norm().item<double>() / r.norm().item<double>();
+}
+
+void Report(const std::string& what, double error) {
+  std::cout << "rel_err " << what << " " << error << std::endl;
+}
+
+// Bounds for ‖out − ref‖ / ‖ref‖: float32 arithmetic, or one bf16/fp16 rounding apart.
+double Tolerance(at::ScalarType dtype) { return dtype == at::kFloat ? 1e-5 : 1e-2; }
+
+const char* Name(at::ScalarType dtype) {
+  return dtype == at::kFloat ? "f32" : (dtype == at::kHalf ? "f16" : "bf16");
+}
+
+class CudaKernelsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  }
+  static at::TensorOptions Options(at::ScalarType dtype) {
+    return at::TensorOptions().dtype(dtype).device(at::kCUDA);
+  }
+};
+
+TEST_F(CudaKernelsTest, AddRmsNormMatchesTheReference) {
+  at::manual_seed(1);
+  for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    for (int64_t hidden : {64, 4096, 5120}) {
+      auto x = at::randn({37, hidden}, Options(dtype));
+      auto residual = at::randn({37, hidden}, Options(dtype));
+      auto weight = at::rand({hidden}, Options(dtype)) + 0.5;
+      auto x_ref = x.clone();
+      auto out = AddRmsNorm(x, residual, weight, 1e-5);
+      auto ref = AddRmsNormReference(x_ref, residual, weight, 1e-5);
+      const double error = RelativeError(out, ref);
+      Report(std::string("AddRmsNorm ") + Name(dtype) + " hidden " + std::to_string(hidden), error);
+      EXPECT_LT(error, Tolerance(dtype));
+      EXPECT_TRUE(at::equal(x, x_ref)) << "the residual sum is one rounding of x + residual";
+      // Without a residual x is left alone.
+      auto x2 = x.clone();
+      EXPECT_LT(RelativeError(AddRmsNorm(x2, {}, weight, 1e-5),
+                              AddRmsNormReference(x_ref, {}, weight, 1e-5)),
+                Tolerance(dtype));
+      EXPECT_TRUE(at::equal(x2, x));
+    }
+  }
+}
+
+TEST_F(CudaKernelsTest, SwiGluMatchesTheReference) {
+  at::manual_seed(2);
+  for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    auto gate_up = at::randn({29, 2 * 1432}, Options(dtype)) * 3;
+    const double error = RelativeError(SwiGlu(gate_up), SwiGluReference(gate_up));
+    Report(std::string("SwiGlu ") + Name(dtype), error);
+    EXPECT_LT(error, dtype == at::kFloat ? 1e-6 : 1e-3);
+  }
+}
+
+// Decode queries of mixed cache lengths through the CUDA backend's decode kernel against the
+// reference backend: outputs and key mass, every head dim and group the kernel is built for.
+TEST_F(CudaKernelsTest, DecodeAttentionMatchesTheReference) {
+  at::manual_seed(3);
+  auto cuda = MakeCudaAttention();
+  auto reference = MakeReferenceAttention();
+  for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    for (int64_t dim : {8, 64, 128}) {
+      for (int64_t group : {1, 2, 4, 8}) {
+        const int64_t kv_heads = group == 8 ? 4 : 8, heads = kv_heads * group;
+        std::vector<AttentionInput> batch;
+        for (int64_t m : {1, 5, 64, 65, 300, 4097}) {
+          // Keys inside a larger cache buffer, as a KvCache holds them (head stride > m rows).
+          auto keys = at::randn({kv_heads, m + 7, dim}, Options(dtype)).narrow(1, 0, m);
+          auto values = at::randn({kv_heads, m + 7, dim}, Options(dtype)).narrow(1, 0, m);
+          batch.push_back({at::randn({1, heads, dim}, Options(dtype)), keys, values, m % 2 == 1});
+        }
+        auto out = cuda->Attend(batch);
+        auto ref = reference->Attend(batch);
+        double worst = 0, worst_mass = 0;
+        for (size_t i = 0; i < batch.size(); ++i) {
+          worst = std::max(worst, RelativeError(out[i].out, ref[i].out));
+          if (batch[i].want_key_mass) {
+            worst_mass = std::max(worst_mass, RelativeError(out[i].key_mass, ref[i].key_mass));
+          } else {
+            EXPECT_FALSE(out[i].key_mass.defined());
+          }
+        }
+        const std::string shape =
+            std::string(Name(dtype)) + " d" + std::to_string(dim) + " g" + std::to_string(group);
+        Report("DecodeAttention " + shape, worst);
+        Report("DecodeAttention key_mass " + shape, worst_mass);
+        EXPECT_LT(worst, Tolerance(dtype)) << shape;
+        EXPECT_LT(worst_mass, dtype == at::kFloat ? 1e-5 : 2e-2) << shape;
+      }
+    }
+  }
+}
+
+// Masked attention in float32: mask [kv_heads, n, m] (true = visible).
+at::Tensor MaskedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           const at::Tensor& mask) {
+  const int64_t n = q.size(0), heads = q.size(1), dim = q.size(2), kv_heads = k.size(0);
+  auto qf = q.to(at::kFloat).view({n, kv_heads, heads / kv_heads, dim}).permute({1, 2, 0, 3});
+  auto scores = at::matmul(qf, k.to(at::kFloat).unsqueeze(1).transpose(-1, -2)) / std::sqrt(dim);
+  scores = scores.masked_fill(mask.unsqueeze(1).logical_not(), -INFINITY);
+  auto out = at::matmul(at::softmax(scores, -1), v.to(at::kFloat).unsqueeze(1));
+  return out.permute({2, 0, 1, 3}).reshape({n, heads, dim});
+}
+
+// The tensor-core prefill kernel, dense (a chunk after a prefix) and block-sparse (random block
+// lists per KV head and segment), against masked float32 attention.
+TEST_F(CudaKernelsTest, PrefillAttentionMatchesTheReference) {
+  at::manual_seed(4);
+  std::mt19937 rng(4);
+  const int64_t n = 320, prefix = 200, m = prefix + n, segment = 64, block = 16, max_blocks = 6;
+  const int64_t segments = n / segment;
+  for (auto dtype : {at::kBFloat16, at::kHalf}) {
+    for (int64_t dim : {64, 128}) {
+      for (auto [heads, kv_heads] : {std::pair<int64_t, int64_t>{32, 8}, {8, 8}}) {
+        auto q = at::randn({n, heads, dim}, Options(dtype));
+        auto k = at::randn({kv_heads, m + 13, dim}, Options(dtype)).narrow(1, 0, m);
+        auto v = at::randn({kv_heads, m + 13, dim}, Options(dtype)).narrow(1, 0, m);
+        auto query_index = at::arange(prefix, m, at::kLong).view({1, n, 1});
+        auto key_index = at::arange(m, at::kLong).view({1, 1, m});
+        auto causal = (key_index <= query_index).expand({kv_heads, n, m});
+        const std::string shape = std::string(Name(dtype)) + " d" + std::to_string(dim) + " " +
+                                  std::to_string(heads) + "/" + std::to_string(kv_heads);
+        const double dense_error = RelativeError(cuda::PrefillAttention(q, k, v),
+                                                 MaskedAttention(q, k, v, causal.to(at::kCUDA)));
+        Report("PrefillAttention dense " + shape, dense_error);
+        EXPECT_LT(dense_error, 1e-2) << shape;
+
+        auto blocks = at::full({kv_heads, segments, max_blocks}, -1, at::kInt);
+        auto dense = at::zeros({segments}, at::kInt);
+        dense[0] = 1;
+        dense[segments - 1] = 1;
+        auto mask = causal.clone();
+        for (int64_t h = 0; h < kv_heads; ++h) {
+          for (int64_t s = 1; s + 1 < segments; ++s) {
+            const int64_t start = prefix + s * segment, earlier = start / block;
+            std::vector<int32_t> ids(earlier);
+            std::iota(ids.begin(), ids.end(), 0);
+            std::shuffle(ids.begin(), ids.end(), rng);
+            ids.resize(std::min<int64_t>(rng() % (max_blocks + 1), earlier));
+            std::sort(ids.begin(), ids.end());
+            auto visible = at::zeros({m}, at::kBool);
+            visible.narrow(0, start, m - start).fill_(true);
+            for (size_t i = 0; i < ids.size(); ++i) {
+              blocks[h][s][i] = ids[i];
+              visible.narrow(0, ids[i] * block, block).fill_(true);
+            }
+            mask[h].narrow(0, s * segment, segment).logical_and_(visible.unsqueeze(0));
+          }
+        }
+        const double sparse_error =
+            RelativeError(cuda::PrefillAttention(q, k, v, blocks.to(at::kCUDA), dense.to(at::kCUDA),
+                                                 segment, block),
+                          MaskedAttention(q, k, v, mask.to(at::kCUDA)));
+        Report("PrefillAttention sparse " + shape, sparse_error);
+        EXPECT_LT(sparse_error, 1e-2) << shape;
+      }
+    }
+  }
+}
+
+// Two copies of one model: `fused` decodes through the decode runner (its kernels, batched
+// eviction and CUDA graphs), `eager` through the reference attention and per-layer policy
+// updates. Same prompts, same greedy steps: logits and the cache contents must agree.
+struct ModelPair {
+  std::unique_ptr<LlamaModel> fused, eager;
+};
+
+ModelPair LoadPair(const std::string& source, at::ScalarType dtype, bool graphs) {
+  ModelOptions fused_options{dtype, at::Device(at::kCUDA), 7};
+  fused_options.cuda_graphs = graphs;
+  ModelOptions eager_options = fused_options;
+  eager_options.fused_decode = false;
+  auto fused = LlamaModel::Load(source, fused_options);
+  auto eager = LlamaModel::Load(source, eager_options, MakeReferenceAttention());
+  EXPECT_TRUE(fused.ok()) << fused.status();
+  EXPECT_TRUE(eager.ok()) << eager.status();
+  return {std::move(*fused), std::move(*eager)};
+}
+
+struct Request {
+  std::unique_ptr<KvCache> cache;
+  std::unique_ptr<CachePolicy> policy;
+  std::vector<int32_t> tokens;
+};
+
+Request MakeRequest(const LlamaModel& model, const CacheSpec& spec, std::vector<int32_t> prompt,
+                    int64_t max_new, int64_t chunk) {
+  auto policy = MakeCachePolicy(spec, {static_cast<int64_t>(prompt.size()), max_new});
+  EXPECT_TRUE(policy.ok()) << policy.status();
+  Request r;
+  r.policy = std::move(*policy);
+  r.cache = std::make_unique<KvCache>(model.cache_shape(), r.policy->Capacity(chunk));
+  r.tokens = std::move(prompt);
+  return r;
+}
+
+// Prefills every request (chunks of `chunk`, eager in both models), then decodes `steps` greedy
+// tokens for all at once; returns the worst logit error of the fused model's decode steps. With
+// `exact_caches`, both end with the same tokens in every layer and head (float32 on real weights;
+// random bf16 weights give near-uniform attention, where score ties may break either way).
+double CompareDecode(ModelPair& pair, const CacheSpec& spec, int64_t steps, int64_t chunk,
+                     bool exact_caches, bool* same_tokens) {
+  const int64_t vocab = pair.fused->config().vocab_size;
+  std::mt19937 rng(11);
+  std::vector<Request> fused, eager;
+  for (int64_t length : {37, 80, 150}) {
+    std::vector<int32_t> prompt(length);
+    for (auto& id : prompt) id = static_cast<int32_t>(rng() % vocab);
+    fused.push_back(MakeRequest(*pair.fused, spec, prompt, steps, chunk));
+    eager.push_back(MakeRequest(*pair.eager, spec, prompt, steps, chunk));
+  }
+  auto run = [&](LlamaModel& model, std::vector<Request>& requests,
+                 std::vector<std::span<const int32_t>> tokens) {
+    std::vector<SequenceInput> batch;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      batch.push_back({requests[i].cache.get(), requests[i].policy.get(), tokens[i], false});
+    }
+    return model.Forward(batch).clone();
+  };
+  // Prefill, chunk by chunk, one request at a time.
+  for (size_t i = 0; i < fused.size(); ++i) {
+    const auto& prompt = fused[i].tokens;
+    for (size_t start = 0; start < prompt.size(); start += chunk) {
+      const size_t n = std::min<size_t>(chunk, prompt.size() - start);
+      std::span<const int32_t> part(prompt.data() + start, n);
+      SequenceInput f{fused[i].cache.get(), fused[i].policy.get(), part, false};
+      SequenceInput e{eager[i].cache.get(), eager[i].policy.get(), part, false};
+      pair.fused->Forward({&f, 1});
+      pair.eager->Forward({&e, 1});
+    }
+  }
+  // Greedy decode from the eager model's choices, so both see the same tokens.
+  std::vector<int32_t> next(fused.size(), 1);
+  double worst = 0;
+  *same_tokens = true;
+  for (int64_t step = 0; step < steps; ++step) {
+    std::vector<std::span<const int32_t>> tokens;
+    for (auto& id : next) tokens.emplace_back(&id, 1);
+    auto f = run(*pair.fused, fused, tokens);
+    auto e = run(*pair.eager, eager, tokens);
+    worst = std::max(worst, RelativeError(f, e));
+    auto f_ids = f.argmax(-1).cpu(), e_ids = e.argmax(-1).cpu();
+    for (size_t i = 0; i < next.size(); ++i) {
+      *same_tokens &= f_ids[i].item<int64_t>() == e_ids[i].item<int64_t>();
+      next[i] = static_cast<int32_t>(e_ids[i].item<int64_t>());
+    }
+  }
+  // The caches hold the same tokens (as sets of positions per layer and head: slot order is free).
+  for (size_t i = 0; exact_caches && i < fused.size(); ++i) {
+    for (int64_t layer = 0; layer < fused[i].cache->shape().num_layers; ++layer) {
+      EXPECT_EQ(fused[i].cache->length(layer), eager[i].cache->length(layer));
+      auto fp = std::get<0>(fused[i].cache->positions(layer).sort(1)).cpu();
+      auto ep = std::get<0>(eager[i].cache->positions(layer).sort(1)).cpu();
+      EXPECT_TRUE(at::equal(fp, ep)) << "request " << i << " layer " << layer;
+    }
+    EXPECT_EQ(fused[i].policy->stats().evicted_tokens, eager[i].policy->stats().evicted_tokens);
+  }
+  return worst;
+}
+
+std::vector<CacheSpec> EveryPolicy(int64_t budget) {
+  std::vector<CacheSpec> specs;
+  for (auto kind : {CachePolicyKind::kFull, CachePolicyKind::kStreamingLlm, CachePolicyKind::kH2o,
+                    CachePolicyKind::kSnapKv, CachePolicyKind::kCascading, CachePolicyKind::kTreeKv,
+                    CachePolicyKind::kFreqKv}) {
+    specs.push_back({kind, kind == CachePolicyKind::kFull ? 0 : budget, {}});
+  }
+  return specs;
+}
+
+TEST_F(CudaKernelsTest, DecodeRunnerMatchesTheEagerModelOnStories260kFloat32) {
+  KVSERVE_REQUIRE_STORIES260K();
+  auto pair = LoadPair(testing::Stories260kDir(), at::kFloat, /*graphs=*/true);
+  ASSERT_NE(pair.fused->decode_runner(), nullptr);
+  for (const CacheSpec& spec : EveryPolicy(64)) {
+    bool same = false;
+    const double error = CompareDecode(pair, spec, 60, 32, true, &same);
+    Report("DecodeRunner stories260k f32 " + CachePolicyName(spec.kind), error);
+    EXPECT_LT(error, 1e-4) << CachePolicyName(spec.kind);
+    EXPECT_TRUE(same) << CachePolicyName(spec.kind);
+  }
+  EXPECT_GT(pair.fused->decode_runner()->graph_count(), 0);
+}
+
+class DecodeRunnerShapes
+    : public CudaKernelsTest,
+      public ::testing::WithParamInterface<std::tuple<std::string, at::ScalarType, bool>> {};
+
+TEST_P(DecodeRunnerShapes, MatchesTheEagerModel) {
+  const auto& [model, dtype, graphs] = GetParam();
+  auto pair = LoadPair("dummy:" + model, dtype, graphs);
+  ASSERT_NE(pair.fused->decode_runner(), nullptr);
+  for (const CacheSpec& spec : EveryPolicy(96)) {
+    bool same = false;
+    const double error = CompareDecode(pair, spec, 40, 64, false, &same);
+    Report("DecodeRunner " + model + " " + Name(dtype) + (graphs ? " graphs " : " eager ") +
+               CachePolicyName(spec.kind),
+           error);
+    EXPECT_LT(error, 3e-2) << CachePolicyName(spec.kind);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(RealShapes, DecodeRunnerShapes,
+                         ::testing::Values(std::make_tuple("llama-3.2-1b", at::kBFloat16, true),
+                                           std::make_tuple("llama-3.2-1b", at::kBFloat16, false),
+                                           std::make_tuple("tinyllama-1.1b", at::kHalf, true),
+                                           std::make_tuple("llama-3-8b", at::kBFloat16, true)));
+
+}  // namespace
+}  // namespace kvserve
