@@ -60,8 +60,12 @@ __device__ __forceinline__ void RotateKey(float (&k)[kVecElems<T>], int rank, in
   }
 }
 
+// Blocks per SM the register budget is set for: wide groups need more registers.
+template <int G>
+constexpr int kMinBlocks = G >= 2 ? 2 : 4;
+
 template <typename T, int D, int G>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocks<G>)
     SplitAttentionKernel(DecodeShape shape, const DecodeSequence* sequences, const int32_t* lengths,
                          int32_t layer, const T* queries, const float2* rope_table,
                          DecodeWorkspace workspace, float scale_log2) {
@@ -107,44 +111,71 @@ __global__ void __launch_bounds__(kThreads)
   float* scratch =
       s.key_mass == nullptr ? nullptr : s.logit_scratch + kv_head * G * s.scratch_stride;
 
-  for (int first = begin + warp * KPW; first < end; first += kWarps * KPW) {  // warp-uniform
-    const int key = first + key_lane;
-    const bool valid = key < end;
-    float k[E], v[E];
-    if (valid) {
-      LoadVec(key_base + static_cast<int64_t>(key) * D + d0, k);
-      LoadVec(value_base + static_cast<int64_t>(key) * D + d0, v);
-    } else {
+  // Each lane group takes U keys per iteration, all loads issued before the first use, so enough
+  // bytes are in flight to cover the memory latency; one softmax correction per U keys.
+  constexpr int U = G >= 8 ? 2 : 4;
+  for (int first = begin + warp * KPW * U; first < end; first += kWarps * KPW * U) {
+    uint4 key_raw[U], value_raw[U];
 #pragma unroll
-      for (int e = 0; e < E; ++e) k[e] = v[e] = 0;
-    }
-    if (!s.keys_rotated) RotateKey<T, D, LPK>(k, valid ? SlotRank(key, s) : 0, d0, rope_table);
-    float dot[G];
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-      float sum = 0;
-#pragma unroll
-      for (int e = 0; e < E; ++e) sum += qr[g][e] * k[e];
-#pragma unroll
-      for (int offset = LPK / 2; offset > 0; offset >>= 1) {
-        sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+    for (int u = 0; u < U; ++u) {
+      const int key = first + u * KPW + key_lane;
+      if (key < end) {
+        key_raw[u] = *reinterpret_cast<const uint4*>(key_base + static_cast<int64_t>(key) * D + d0);
+        value_raw[u] =
+            *reinterpret_cast<const uint4*>(value_base + static_cast<int64_t>(key) * D + d0);
+      } else {
+        key_raw[u] = value_raw[u] = make_uint4(0, 0, 0, 0);
       }
-      dot[g] = sum;
     }
-    if (!valid) continue;
-    if (scratch != nullptr && part == 0) {
+    float dot[U][G];
+    float tile_max[G];
 #pragma unroll
-      for (int g = 0; g < G; ++g) scratch[g * s.scratch_stride + key] = dot[g];
+    for (int g = 0; g < G; ++g) tile_max[g] = -INFINITY;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int key = first + u * KPW + key_lane;
+      const bool valid = key < end;
+      float k[E];
+      Unpack<T>(key_raw[u], k);
+      if (!s.keys_rotated) RotateKey<T, D, LPK>(k, valid ? SlotRank(key, s) : 0, d0, rope_table);
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        float sum = 0;
+#pragma unroll
+        for (int e = 0; e < E; ++e) sum += qr[g][e] * k[e];
+#pragma unroll
+        for (int offset = LPK / 2; offset > 0; offset >>= 1) {
+          sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+        }
+        dot[u][g] = valid ? sum : -INFINITY;
+        tile_max[g] = fmaxf(tile_max[g], dot[u][g]);
+      }
+      if (scratch != nullptr && valid && part == 0) {
+#pragma unroll
+        for (int g = 0; g < G; ++g) scratch[g * s.scratch_stride + key] = dot[u][g];
+      }
     }
 #pragma unroll
     for (int g = 0; g < G; ++g) {
-      const float m_new = fmaxf(m[g], dot[g]);
+      const float m_new = fmaxf(m[g], tile_max[g]);
+      if (m_new == -INFINITY) continue;              // no valid key for this lane group yet
       const float correction = exp2f(m[g] - m_new);  // 0 while m was -inf
-      const float p = exp2f(dot[g] - m_new);
-      l[g] = l[g] * correction + p;
+      l[g] *= correction;
 #pragma unroll
-      for (int e = 0; e < E; ++e) acc[g][e] = acc[g][e] * correction + p * v[e];
+      for (int e = 0; e < E; ++e) acc[g][e] *= correction;
       m[g] = m_new;
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      float v[E];
+      Unpack<T>(value_raw[u], v);
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        const float p = exp2f(dot[u][g] - m[g]);  // 0 for invalid keys
+        l[g] += p;
+#pragma unroll
+        for (int e = 0; e < E; ++e) acc[g][e] += p * v[e];
+      }
     }
   }
 

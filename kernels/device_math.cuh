@@ -51,6 +51,14 @@ __device__ __forceinline__ void LoadVec(const T* p, float (&out)[kVecElems<T>]) 
   for (int e = 0; e < kVecElems<T>; ++e) out[e] = ToFloat(v[e]);
 }
 
+// The kVecElems<T> elements of a 16-byte word as floats.
+template <typename T>
+__device__ __forceinline__ void Unpack(const uint4& raw, float (&out)[kVecElems<T>]) {
+  const T* v = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+  for (int e = 0; e < kVecElems<T>; ++e) out[e] = ToFloat(v[e]);
+}
+
 template <typename T>
 __device__ __forceinline__ void StoreVec(T* p, const float (&in)[kVecElems<T>]) {
   uint4 raw;

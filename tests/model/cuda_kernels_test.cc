@@ -247,11 +247,13 @@ double CompareDecode(ModelPair& pair, const CacheSpec& spec, int64_t steps, int6
     }
     return model.Forward(batch).clone();
   };
-  // Prefill, chunk by chunk, one request at a time.
+  // Prefill, chunk by chunk (as the policy allows: FreqKV caps them), one request at a time.
   for (size_t i = 0; i < fused.size(); ++i) {
     const auto& prompt = fused[i].tokens;
-    for (size_t start = 0; start < prompt.size(); start += chunk) {
-      const size_t n = std::min<size_t>(chunk, prompt.size() - start);
+    for (size_t start = 0, n = 0; start < prompt.size(); start += n) {
+      const int64_t remaining = static_cast<int64_t>(prompt.size() - start);
+      n = static_cast<size_t>(
+          fused[i].policy->MaxStepTokens(*fused[i].cache, std::min<int64_t>(chunk, remaining)));
       std::span<const int32_t> part(prompt.data() + start, n);
       SequenceInput f{fused[i].cache.get(), fused[i].policy.get(), part, false};
       SequenceInput e{eager[i].cache.get(), eager[i].policy.get(), part, false};
@@ -316,24 +318,30 @@ class DecodeRunnerShapes
     : public CudaKernelsTest,
       public ::testing::WithParamInterface<std::tuple<std::string, at::ScalarType, bool>> {};
 
+// Random weights of real shapes (head dims 64 and 128, groups 4 and 8). In float32 the fused step
+// must match to rounding; in 16-bit types the two paths round differently at every layer (the
+// prefill attention too: SDPA and the prefill kernel against the reference), which f16's 10-bit
+// mantissa keeps small and bf16's 7-bit one less so: those bounds only catch gross errors.
 TEST_P(DecodeRunnerShapes, MatchesTheEagerModel) {
   const auto& [model, dtype, graphs] = GetParam();
   auto pair = LoadPair("dummy:" + model, dtype, graphs);
   ASSERT_NE(pair.fused->decode_runner(), nullptr);
+  const double bound = dtype == at::kFloat ? 1e-4 : (dtype == at::kHalf ? 2e-2 : 0.2);
   for (const CacheSpec& spec : EveryPolicy(96)) {
     bool same = false;
     const double error = CompareDecode(pair, spec, 40, 64, false, &same);
     Report("DecodeRunner " + model + " " + Name(dtype) + (graphs ? " graphs " : " eager ") +
                CachePolicyName(spec.kind),
            error);
-    EXPECT_LT(error, 3e-2) << CachePolicyName(spec.kind);
+    EXPECT_LT(error, bound) << CachePolicyName(spec.kind);
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(RealShapes, DecodeRunnerShapes,
-                         ::testing::Values(std::make_tuple("llama-3.2-1b", at::kBFloat16, true),
+                         ::testing::Values(std::make_tuple("llama-3.2-1b", at::kFloat, true),
                                            std::make_tuple("llama-3.2-1b", at::kBFloat16, false),
                                            std::make_tuple("tinyllama-1.1b", at::kHalf, true),
+                                           std::make_tuple("llama-3-8b", at::kFloat, true),
                                            std::make_tuple("llama-3-8b", at::kBFloat16, true)));
 
 }  // namespace
