@@ -53,6 +53,12 @@ absl::StatusOr<CritiPrefillParams> ResolveCritiPrefillParams(
   return p;
 }
 
+int64_t AlignedChunkTokens(int64_t done, int64_t tokens, int64_t remaining, int64_t alignment) {
+  if (tokens >= remaining || alignment <= 1) return tokens;
+  const int64_t end = (done + tokens) / alignment * alignment;
+  return end > done ? end - done : tokens;
+}
+
 std::vector<PolicyParameter> DescribeCritiPrefillParams() {
   return {
       {"segment_size", "query tokens per segment (S); at most the engine's prefill chunk", "512"},

@@ -50,6 +50,12 @@ struct CritiPrefillLimits {
 absl::StatusOr<CritiPrefillParams> ResolveCritiPrefillParams(
     const std::map<std::string, double>& params, const CritiPrefillLimits& limits);
 
+// CritiPrefill's chunking (§1.8): a prompt chunk that starts after `done` prompt tokens and may
+// bring `tokens` of the `remaining` ones is shortened to end on a multiple of `alignment` (the
+// segment size), unless it ends the prompt or no such end lies inside it (a cap below a segment:
+// then it stays as it is, runs dense, and the request still progresses).
+int64_t AlignedChunkTokens(int64_t done, int64_t tokens, int64_t remaining, int64_t alignment);
+
 // The parameters with their descriptions and defaults, in the API's order.
 std::vector<PolicyParameter> DescribeCritiPrefillParams();
 

@@ -63,8 +63,7 @@ Generation Generate(LlamaModel& model, const CacheSpec& spec, int64_t chunk,
     int64_t n = 1;
     if (prefill) {  // as the engine plans it: capped by the policy, cut on segment boundaries
       n = std::min(chunk, run.policy->MaxStepTokens(*run.cache, kPrompt - done));
-      const int64_t end = (done + n) / 64 * 64;
-      if (align && done + n < kPrompt && end > done) n = end - done;
+      if (align) n = AlignedChunkTokens(done, n, kPrompt - done, 64);
     }
     SequenceInput input{run.cache.get(), run.policy.get(),
                         prefill ? std::span<const int32_t>(prompt).subspan(done, n) : next};
