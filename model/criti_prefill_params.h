@@ -30,6 +30,8 @@ struct CritiPrefillParams {
   bool layer_fusion = true;            // F ← 0.25·F + 0.75·P across the sparse layers
   // The weight of the previous layers' fused matrix; hard-coded in the official code.
   static constexpr double kFusionWeight = 0.25;
+
+  friend bool operator==(const CritiPrefillParams&, const CritiPrefillParams&) = default;
 };
 
 // What the parameters are checked against.

@@ -25,12 +25,7 @@ std::vector<int32_t> Prompt() {
 // Scaled to this model: segments of 64, blocks of 8, 4 kept blocks (32 tokens), τ = 128, so that
 // segments 128..320 of a 400-token prompt are sparse in layers 1-4.
 CritiPrefillParams Sparse() {
-  CritiPrefillParams p;
-  p.segment_size = 64;
-  p.block_size = 8;
-  p.kept_blocks = 4;
-  p.dense_prefix_tokens = 128;
-  return p;
+  return {.segment_size = 64, .block_size = 8, .kept_blocks = 4, .dense_prefix_tokens = 128};
 }
 
 CritiPrefillParams AllDense() {

@@ -12,14 +12,7 @@ constexpr CritiPrefillLimits kLimits{/*num_layers=*/32, /*prefill_chunk=*/2048};
 TEST(CritiPrefillParamsTest, DefaultsAreTheSpecs) {
   auto p = ResolveCritiPrefillParams({}, kLimits);
   ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_EQ(p->segment_size, 512);
-  EXPECT_EQ(p->block_size, 32);
-  EXPECT_EQ(p->kept_blocks, 64);
-  EXPECT_EQ(p->first_blocks, 0);
-  EXPECT_EQ(p->local_blocks, 0);
-  EXPECT_EQ(p->dense_prefix_tokens, 4096);
-  EXPECT_EQ(p->dense_layers, 1);
-  EXPECT_TRUE(p->layer_fusion);
+  EXPECT_EQ(*p, (CritiPrefillParams{512, 32, 64, 0, 0, 4096, 1, true}));
   EXPECT_EQ(CritiPrefillParams::kFusionWeight, 0.25);
   EXPECT_EQ(DescribeCritiPrefillParams().size(), 8u);
 }
@@ -35,14 +28,7 @@ TEST(CritiPrefillParamsTest, SetValuesAreTaken) {
                                       {"layer_fusion", 0}},
                                      kLimits);
   ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_EQ(p->segment_size, 64);
-  EXPECT_EQ(p->block_size, 8);
-  EXPECT_EQ(p->kept_blocks, 4);
-  EXPECT_EQ(p->first_blocks, 1);
-  EXPECT_EQ(p->local_blocks, 1);
-  EXPECT_EQ(p->dense_prefix_tokens, 0);
-  EXPECT_EQ(p->dense_layers, 0);
-  EXPECT_FALSE(p->layer_fusion);
+  EXPECT_EQ(*p, (CritiPrefillParams{64, 8, 4, 1, 1, 0, 0, false}));
   // τ below k·B is clamped per segment, not refused (§1.3).
   EXPECT_TRUE(ResolveCritiPrefillParams({{"dense_prefix_tokens", 512}}, kLimits).ok());
 }

@@ -14,86 +14,34 @@
 namespace kvserve {
 namespace {
 
-// [rows, 2] token vectors as [rows, 1 head, 2].
-at::Tensor Tokens(const std::vector<std::pair<double, double>>& rows) {
-  std::vector<float> flat;
-  for (const auto& [a, b] : rows) {
-    flat.push_back(static_cast<float>(a));
-    flat.push_back(static_cast<float>(b));
-  }
-  return at::tensor(flat).view({static_cast<int64_t>(rows.size()), 1, 2});
-}
-
-std::vector<std::pair<double, double>> Repeat(std::pair<double, double> row, int n) {
-  return std::vector<std::pair<double, double>>(n, row);
-}
-
-std::vector<std::pair<double, double>> Join(std::vector<std::pair<double, double>> a,
-                                            const std::vector<std::pair<double, double>>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
+// Rows of 2-d token vectors (x0, y0, x1, y1, ...) as [rows, 1 head, 2].
+at::Tensor Tokens(std::vector<float> flat) {
+  const auto rows = static_cast<int64_t>(flat.size() / 2);
+  return at::tensor(flat).view({rows, 1, 2});
 }
 
 // §1.7's toy: T = 16, one head, d = 2, S = 4, τ = 4; rows 0..15 of each layer.
 struct Toy {
-  at::Tensor q1 = Tokens({{1, 1},
-                          {0, 1},
-                          {1, 0},
-                          {0, 0},
-                          {1, 0},
-                          {2, 1},
-                          {1, 0},
-                          {0, 1},
-                          {0, 1},
-                          {0, 2},
-                          {1, 2},
-                          {0, 1},
-                          {1, 1},
-                          {1, 1},
-                          {1, 1},
-                          {1, 1}});
-  at::Tensor k1 = Tokens(Join({{1, 0},
-                               {2, 0},
-                               {1, 1},
-                               {0, 1},
-                               {0, 2},
-                               {0, 3},
-                               {1, 2},
-                               {0, 1},
-                               {1, 1},
-                               {1, 0},
-                               {0, 0},
-                               {2, 2}},
-                              Repeat({0, 0}, 4)))
+  at::Tensor q1 = Tokens({1, 1, 0, 1, 1, 0, 0, 0, 1, 0, 2, 1, 1, 0, 0, 1,
+                          0, 1, 0, 2, 1, 2, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1});
+  at::Tensor k1 = Tokens({1, 0, 2, 0, 1, 1, 0, 1, 0, 2, 0, 3, 1, 2, 0, 1,
+                          1, 1, 1, 0, 0, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0})
                       .transpose(0, 1);
-  at::Tensor q2 =
-      Tokens(Join(Join(Repeat({1, 1}, 8), {{1, 0}, {0, 1}, {1, 1}, {0, 0}}), Repeat({1, 1}, 4)));
-  at::Tensor k2 = Tokens(Join({{1, 0},
-                               {0, 1},
-                               {1, 1},
-                               {0, 0},
-                               {1, 0},
-                               {0, 0},
-                               {0, .5},
-                               {.5, 0},
-                               {1, 1},
-                               {0, 0},
-                               {0, 0},
-                               {0, 0}},
-                              Repeat({0, 0}, 4)))
+  at::Tensor q2 = Tokens({1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                          1, 0, 0, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1});
+  at::Tensor k2 = Tokens({1, 0, 0, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, .5, .5, 0,
+                          1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  0,  0})
                       .transpose(0, 1);
   static constexpr CritiPrefillChunk kChunk{0, 16};
 };
 
 CritiPrefillParams ToyParams(int64_t block, int64_t kept, bool fusion) {
-  CritiPrefillParams p;
-  p.segment_size = 4;
-  p.block_size = block;
-  p.kept_blocks = kept;
-  p.dense_prefix_tokens = 4;
-  p.dense_layers = 1;  // the toy's "layer 1" is the first sparse layer
-  p.layer_fusion = fusion;
-  return p;
+  return {.segment_size = 4,
+          .block_size = block,
+          .kept_blocks = kept,
+          .dense_prefix_tokens = 4,
+          .dense_layers = 1,  // the toy's "layer 1" is the first sparse layer
+          .layer_fusion = fusion};
 }
 
 // The listed block ids of (KV head 0, segment s).
@@ -253,12 +201,7 @@ RandomChunk MakeChunk(int64_t heads, int64_t kv_heads, int64_t held, int64_t fir
 }
 
 CritiPrefillParams SmallParams() {
-  CritiPrefillParams p;
-  p.segment_size = 16;
-  p.block_size = 4;
-  p.kept_blocks = 3;
-  p.dense_prefix_tokens = 16;
-  return p;
+  return {.segment_size = 16, .block_size = 4, .kept_blocks = 3, .dense_prefix_tokens = 16};
 }
 
 TEST(CritiPrefillTest, ReferenceMatchesAPerQueryLoopWithKeyMass) {

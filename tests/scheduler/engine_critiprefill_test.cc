@@ -10,7 +10,7 @@
 #include "metrics/serving_metrics.h"
 #include "scheduler/engine.h"
 #include "tests/metrics/exposition.h"
-#include "tests/test_support.h"
+#include "tests/scheduler/stories_engine.h"
 
 namespace kvserve {
 namespace {
@@ -33,10 +33,7 @@ class EngineCritiPrefillTest : public ::testing::Test {
  protected:
   void SetUp() override {
     KVSERVE_REQUIRE_STORIES260K();
-    EngineConfig config;
-    config.model = testing::Stories260kDir();
-    config.device = testing::TestDevice();
-    config.kv_cache_bytes = 64 << 20;
+    EngineConfig config = testing::StoriesEngineConfig();
     config.prefill_chunk = 128;  // four chunks per prompt, two segments each
     config.metrics = &metrics_;
     auto engine = Engine::Create(config);

@@ -17,12 +17,10 @@ namespace {
 constexpr int64_t kPrompt = 320, kContinuation = 16;
 
 CritiPrefillParams Setting(int64_t kept, int64_t dense_prefix) {
-  CritiPrefillParams p;
-  p.segment_size = 64;
-  p.block_size = 8;
-  p.kept_blocks = kept;
-  p.dense_prefix_tokens = dense_prefix;
-  return p;
+  return {.segment_size = 64,
+          .block_size = 8,
+          .kept_blocks = kept,
+          .dense_prefix_tokens = dense_prefix};
 }
 
 TEST(PrefillQualityTest, DenseSettingIsDensePrefillAndSparseOneSkips) {
