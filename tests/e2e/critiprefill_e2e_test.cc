@@ -48,7 +48,8 @@ TEST_F(CritiPrefillE2eTest, EachBadParameterIsNamed) {
   const std::vector<std::pair<std::function<void(P&)>, std::string>> cases = {
       {[](P& p) { p.set_segment_size(256); },
        "prefill.critiprefill.segment_size must be <= 128, the engine's prefill chunk"},
-      {[](P& p) { p.set_segment_size(-64); }, "prefill.critiprefill.segment_size must be in"},
+      {[](P& p) { p.set_segment_size(-64); },
+       "prefill.critiprefill.segment_size must be >= 1, got -64"},
       {[](P& p) { p.set_block_size(48); }, "prefill.critiprefill.block_size"},
       {[](P& p) { p.set_kept_blocks(0); }, "prefill.critiprefill.kept_blocks must be >= 1"},
       {[](P& p) { p.set_first_blocks(3); }, "prefill.critiprefill.first_blocks"},
@@ -70,7 +71,8 @@ TEST_F(CritiPrefillE2eTest, EachBadParameterIsNamed) {
 
 TEST_F(CritiPrefillE2eTest, StreamsUnderFullAndACompressedPolicy) {
   auto all_dense = CritiPrefillRequest(16);
-  all_dense.mutable_prefill()->mutable_critiprefill()->set_dense_prefix_tokens(448);
+  // The default τ, past this model's context: accepted, and every segment is dense.
+  all_dense.mutable_prefill()->mutable_critiprefill()->set_dense_prefix_tokens(4096);
   const StreamResult dense = Generate(*stub_, GreedyRequest(Prompt(), 16));
   const StreamResult same = Generate(*stub_, all_dense);
   ASSERT_TRUE(dense.status.ok()) << dense.status.error_message();
