@@ -15,26 +15,35 @@ absl::Status FieldError(const std::string& field, const std::string& message) {
 
 absl::StatusOr<PolicyParams> PolicyParams::Read(const CacheSpec& spec, std::string policy,
                                                 std::vector<std::string> known) {
-  PolicyParams params(spec, std::move(policy));
-  std::vector<std::string> unknown;
-  for (const auto& [name, value] : spec.params) {
-    if (std::find(known.begin(), known.end(), name) == known.end()) {
-      unknown.push_back(params.Field(name));
-    }
-  }
-  if (!unknown.empty()) {
-    return FieldError(
-        absl::StrJoin(unknown, ", "),
-        absl::StrCat(unknown.size() == 1 ? "is not a parameter" : "are not parameters", " of ",
-                     CachePolicyName(spec.kind),
-                     " (known: ", known.empty() ? "none" : absl::StrJoin(known, ", "), ")"));
-  }
+  PolicyParams params(spec, absl::StrCat("cache.", policy));
+  if (auto s = params.CheckKnown(CachePolicyName(spec.kind), known); !s.ok()) return s;
   if (auto s = params.CheckBudget(1, CachePolicyName(spec.kind)); !s.ok()) return s;
   return params;
 }
 
+absl::StatusOr<PolicyParams> PolicyParams::ReadFields(const std::map<std::string, double>& params,
+                                                      std::string prefix, const std::string& owner,
+                                                      const std::vector<std::string>& known) {
+  PolicyParams reader({CachePolicyKind::kFull, 0, params}, std::move(prefix));
+  if (auto s = reader.CheckKnown(owner, known); !s.ok()) return s;
+  return reader;
+}
+
+absl::Status PolicyParams::CheckKnown(const std::string& owner,
+                                      const std::vector<std::string>& known) const {
+  std::vector<std::string> unknown;
+  for (const auto& [name, value] : spec_.params) {
+    if (std::find(known.begin(), known.end(), name) == known.end()) unknown.push_back(Field(name));
+  }
+  if (unknown.empty()) return absl::OkStatus();
+  return FieldError(
+      absl::StrJoin(unknown, ", "),
+      absl::StrCat(unknown.size() == 1 ? "is not a parameter" : "are not parameters", " of ", owner,
+                   " (known: ", known.empty() ? "none" : absl::StrJoin(known, ", "), ")"));
+}
+
 std::string PolicyParams::Field(const std::string& name) const {
-  return absl::StrCat("cache.", policy_, ".", name);
+  return absl::StrCat(prefix_, ".", name);
 }
 
 std::string PolicyParams::Blame(std::initializer_list<std::string> names) const {

@@ -1,7 +1,8 @@
 // Reading a CacheSpec's named parameters for one policy: refuses unknown names, non-integral values
 // for integer parameters, out-of-range values and budgets below a policy's minimum, each with an
 // INVALID_ARGUMENT whose message starts with the field ("cache.<policy>.<param> must be ...",
-// "cache.budget_tokens must be ..."). Torch-free; used by each policy's Resolve().
+// "cache.budget_tokens must be ..."). Torch-free; used by each policy's Resolve(), and by other
+// named parameter sets without a budget (CritiPrefill's "prefill.critiprefill.<param>").
 #pragma once
 
 #include <absl/status/status.h>
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -26,10 +28,15 @@ class PolicyParams {
   // parameters of `spec` that are not in `known`, and a budget below 1.
   static absl::StatusOr<PolicyParams> Read(const CacheSpec& spec, std::string policy,
                                            std::vector<std::string> known);
+  // The same for a parameter set without a budget: fields are "<prefix>.<name>", and `owner` names
+  // the set in the message for unknown names ("CRITIPREFILL").
+  static absl::StatusOr<PolicyParams> ReadFields(const std::map<std::string, double>& params,
+                                                 std::string prefix, const std::string& owner,
+                                                 const std::vector<std::string>& known);
 
   int64_t budget() const { return spec_.budget_tokens; }
   bool Has(const std::string& name) const { return spec_.params.count(name) != 0; }
-  // "cache.<policy>.<name>".
+  // "cache.<policy>.<name>" (or "<prefix>.<name>").
   std::string Field(const std::string& name) const;
   // The field to blame for a derived constraint: the first of `names` the request set, else
   // "cache.budget_tokens" (the defaults follow the budget).
@@ -49,10 +56,12 @@ class PolicyParams {
                               bool min_open) const;
 
  private:
-  PolicyParams(const CacheSpec& spec, std::string policy)
-      : spec_(spec), policy_(std::move(policy)) {}
+  PolicyParams(const CacheSpec& spec, std::string prefix)
+      : spec_(spec), prefix_(std::move(prefix)) {}
+  // Refuses, naming every one, the parameters not in `known`.
+  absl::Status CheckKnown(const std::string& owner, const std::vector<std::string>& known) const;
   CacheSpec spec_;
-  std::string policy_;
+  std::string prefix_;  // "cache.<policy>"
 };
 
 // INVALID_ARGUMENT "<field> <message>".

@@ -1,5 +1,6 @@
 // kvserve-cli eval: the quality of cache policies against the full cache on held-out text, streamed
-// token by token (teacher forcing), as a markdown table and a CSV.
+// token by token (teacher forcing), as a markdown table and a CSV; with --prefill critiprefill,
+// CritiPrefill against dense prefill instead (cli/eval_prefill.h).
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_split.h>
@@ -10,6 +11,7 @@
 #include "cache/policy_factory.h"
 #include "cli/arg_parser.h"
 #include "cli/commands.h"
+#include "cli/eval_prefill.h"
 #include "tools/quality_eval.h"
 #include "tools/story_stream.h"
 
@@ -67,7 +69,12 @@ int RunEvalCommand(const std::vector<std::string>& args) {
   std::string policies = ServedPolicies(), budgets = "32,64,128,256", lengths = "512,2048,8192";
   std::string markdown_out, csv_out;
   int64_t prompt_tokens = 256, first_story = 0;
-  ArgParser parser("kvserve-cli eval [--policies P,...] [--budgets B,...] [--lengths N,...]");
+  std::string prefill = "dense", kept_blocks = "4,8,16";
+  PrefillEvalFlags prefill_flags;
+  prefill_flags.critiprefill_params = "segment_size=64,block_size=8,dense_prefix_tokens=128";
+  ArgParser parser(
+      "kvserve-cli eval [--policies P,...] [--budgets B,...] [--lengths N,...] "
+      "[--prefill critiprefill ...]");
   parser.AddString("model", &model_dir, "Hugging Face model folder");
   parser.AddString("data", &data, "TinyStories-style text (stories end with <|endoftext|> lines)");
   parser.AddInt("first-story", &first_story, "index of the first story of the stream");
@@ -80,12 +87,32 @@ int RunEvalCommand(const std::vector<std::string>& args) {
   parser.AddString("device", &device, "cpu, cuda or cuda:N");
   parser.AddString("markdown-out", &markdown_out, "also write the markdown table here");
   parser.AddString("csv-out", &csv_out, "also write the CSV here");
+  parser.AddString("prefill", &prefill,
+                   "dense: cache policies against FULL; critiprefill: CritiPrefill against dense "
+                   "prefill, FULL and each policy x budget, --lengths being the prompt lengths");
+  parser.AddString("critiprefill-params", &prefill_flags.critiprefill_params,
+                   "with --prefill critiprefill: name=value,... (the API's CritiPrefillParams)");
+  parser.AddString("kept-blocks", &kept_blocks,
+                   "with --prefill critiprefill: one setting per kept_blocks value");
+  parser.AddInt("continuation", &prefill_flags.continuation_tokens,
+                "with --prefill critiprefill: tokens scored after each prompt");
+  parser.AddInt("windows", &prefill_flags.windows,
+                "with --prefill critiprefill: windows of text, pooled");
+  parser.AddInt("window-stride", &prefill_flags.window_stride,
+                "with --prefill critiprefill: stories between the windows' first stories");
+  parser.AddInt("prefill-chunk", &prefill_flags.prefill_chunk,
+                "with --prefill critiprefill: most prompt tokens per forward");
   auto status = parser.Parse(args);
   auto kinds = ParsePolicies(policies);
   auto budget_list = ParseInts(budgets, "budgets");
   auto length_list = ParseInts(lengths, "lengths");
-  for (const absl::Status& s : {kinds.status(), budget_list.status(), length_list.status()}) {
+  auto kept_list = ParseInts(kept_blocks, "kept-blocks");
+  for (const absl::Status& s :
+       {kinds.status(), budget_list.status(), length_list.status(), kept_list.status()}) {
     if (status.ok()) status = s;
+  }
+  if (status.ok() && prefill != "dense" && prefill != "critiprefill") {
+    status = absl::InvalidArgumentError("--prefill must be dense or critiprefill, got " + prefill);
   }
   if (const int code = parser.ExitCode(status, "kvserve-cli eval"); code >= 0) return code;
   auto fail = [](const absl::Status& s) { return Fail("kvserve-cli eval", s); };
@@ -93,6 +120,19 @@ int RunEvalCommand(const std::vector<std::string>& args) {
   if (!local.ok()) return fail(local.status());
   auto& [tokenizer, model] = *local;
 
+  if (prefill == "critiprefill") {
+    prefill_flags.data = data;
+    prefill_flags.first_story = first_story;
+    prefill_flags.policies.push_back({CachePolicyKind::kFull, 0, {}});
+    for (CachePolicyKind kind : *kinds) {
+      for (int64_t budget : *budget_list) prefill_flags.policies.push_back({kind, budget, {}});
+    }
+    prefill_flags.prompt_tokens = *length_list;
+    prefill_flags.kept_blocks = *kept_list;
+    prefill_flags.markdown_out = markdown_out;
+    prefill_flags.csv_out = csv_out;
+    return RunPrefillEval(*local, prefill_flags);
+  }
   QualityOptions options;
   options.lengths = *length_list;
   options.prompt_tokens = prompt_tokens;

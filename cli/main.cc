@@ -13,7 +13,8 @@ constexpr char kUsage[] = R"(usage: kvserve-cli COMMAND [options]   (COMMAND --h
 commands:
   generate   generate text from a prompt on a local model (streams it, or --json)
   score      teacher-forced mean NLL and perplexity of a text file
-  eval       quality of cache policies against the full cache on held-out text
+  eval       quality of cache policies against the full cache (or of CritiPrefill against
+             dense prefill) on held-out text
   stream     stream a generation from a running kvserve server (gRPC)
   health     grpc.health.v1 check of a running server (exit 0 when SERVING)
 )";

@@ -124,8 +124,10 @@ __global__ void __launch_bounds__(kThreads, 2)
       int index = -1;
       if (t < selected_tiles) {
         const int i = t * kKeys + threadIdx.x;
-        if (i < selected_keys)
-          index = block_list[i / a.block_size] * a.block_size + i % a.block_size;
+        if (i < selected_keys) {
+          index = block_list[i / a.block_size] * a.block_size + i % a.block_size - a.key_offset;
+          if (index < 0) index = -1;
+        }
       } else {
         const int i = begin + (t - selected_tiles) * kKeys + threadIdx.x;
         if (i < end) index = i;

@@ -39,6 +39,10 @@ struct PrefillAttentionArgs {
   int32_t max_blocks = 0;
   int32_t segment_size = 0;
   int32_t block_size = 0;
+  // Block ids count from key index -key_offset: block b holds the key indices
+  // [b * block_size - key_offset, (b + 1) * block_size - key_offset), those < 0 absent (a
+  // compressed cache numbers its held keys back from the chunk's start).
+  int32_t key_offset = 0;
 };
 
 // Whether the kernel takes a head dim and, when sparse (segment_size > 0), the segment size

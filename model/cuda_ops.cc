@@ -31,7 +31,8 @@ bool PrefillKernelTakes(const at::Tensor& queries, const at::Tensor& keys, int64
 
 at::Tensor PrefillAttention(const at::Tensor& queries, const at::Tensor& keys,
                             const at::Tensor& values, const at::Tensor& blocks,
-                            const at::Tensor& dense, int64_t segment_size, int64_t block_size) {
+                            const at::Tensor& dense, int64_t segment_size, int64_t block_size,
+                            int64_t key_offset) {
   TORCH_CHECK(PrefillKernelTakes(queries, keys, blocks.defined() ? segment_size : 0) &&
                   values.stride(2) == 1 && values.stride(1) == queries.size(2),
               "PrefillAttention: the kernel does not take these tensors");
@@ -64,6 +65,7 @@ at::Tensor PrefillAttention(const at::Tensor& queries, const at::Tensor& keys,
     a.max_blocks = static_cast<int32_t>(block_list.size(2));
     a.segment_size = static_cast<int32_t>(segment_size);
     a.block_size = static_cast<int32_t>(block_size);
+    a.key_offset = static_cast<int32_t>(key_offset);
   }
   Check(kernels::PrefillAttention(a, CurrentStream()), "PrefillAttention kernel");
   return out;

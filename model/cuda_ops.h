@@ -21,10 +21,11 @@ void Check(cudaError_t error, const char* what);
 // chunk's n keys last. With `blocks` [kv_heads, segments, max_blocks] and `dense` [segments]
 // (int32, on the device), block-sparse per query segment. Returns [n, heads, dim].
 bool PrefillKernelTakes(const at::Tensor& queries, const at::Tensor& keys, int64_t segment_size);
+// `key_offset`: see kernels::PrefillAttentionArgs.
 at::Tensor PrefillAttention(const at::Tensor& queries, const at::Tensor& keys,
                             const at::Tensor& values, const at::Tensor& blocks = {},
                             const at::Tensor& dense = {}, int64_t segment_size = 0,
-                            int64_t block_size = 0);
+                            int64_t block_size = 0, int64_t key_offset = 0);
 
 // ops.h, on CUDA tensors.
 at::Tensor AddRmsNorm(at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,

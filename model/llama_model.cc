@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "model/criti_prefill_attention.h"
 #include "model/ops.h"
 
 namespace kvserve {
@@ -124,6 +125,8 @@ at::Tensor LlamaModel::Attention(int64_t layer, const at::Tensor& hidden,
   const auto long_options = at::TensorOptions().dtype(at::kLong).device(options_.device);
   std::vector<AttentionInput> inputs;
   inputs.reserve(batch.size());
+  std::vector<CritiPrefillSequence*> critiprefill;  // per sequence: its CritiPrefill, or null
+  std::vector<int64_t> first_positions;             // per sequence: its first token's position
   int64_t offset = 0;
   for (const SequenceInput& seq : batch) {
     const int64_t n = static_cast<int64_t>(seq.tokens.size());
@@ -148,10 +151,12 @@ at::Tensor LlamaModel::Attention(int64_t layer, const at::Tensor& hidden,
     input.values = cache.values(layer);
     input.want_key_mass = seq.policy->wants_key_mass();
     inputs.push_back(std::move(input));
+    critiprefill.push_back(seq.critiprefill);
+    first_positions.push_back(cache.tokens_seen());
     offset += n;
   }
 
-  auto outputs = attention_->Attend(inputs);
+  auto outputs = AttendWithCritiPrefill(*attention_, layer, inputs, critiprefill, first_positions);
   std::vector<at::Tensor> rows;
   rows.reserve(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {

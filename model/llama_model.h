@@ -28,6 +28,8 @@
 
 namespace kvserve {
 
+struct CritiPrefillSequence;  // model/criti_prefill_attention.h
+
 struct ModelOptions {
   at::ScalarType dtype = at::kFloat;
   at::Device device = at::kCPU;

@@ -9,6 +9,8 @@
 
 namespace kvserve {
 
+struct CritiPrefillSequence;  // model/criti_prefill_attention.h
+
 struct SequenceInput {
   KvCache* cache = nullptr;
   CachePolicy* policy = nullptr;
@@ -17,6 +19,9 @@ struct SequenceInput {
   std::span<const int32_t> tokens;
   // Return logits for every token of the step (scoring), not only the last.
   bool all_logits = false;
+  // Set when the tokens are a prompt chunk prefilled with CritiPrefill: its sparse layers attend
+  // per model/criti_prefill_attention.h. Null: dense (always for decode). Not owned.
+  CritiPrefillSequence* critiprefill = nullptr;
 };
 
 }  // namespace kvserve

@@ -11,6 +11,7 @@
 
 #include "cache/kv_pool.h"
 #include "cache/policy_factory.h"
+#include "model/criti_prefill_attention.h"
 #include "model/device_memory.h"
 #include "model/llama_model.h"
 #include "scheduler/engine_metrics.h"
@@ -27,6 +28,14 @@ double MillisecondsSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
+std::vector<PrefillModeDescription> DescribePrefillModes() {
+  return {{PrefillMode::kDense, true, "dense causal attention over the whole prompt", {}},
+          {PrefillMode::kCritiPrefill, true,
+           "segment-wise sparse prefill attention: each query segment reads the key blocks its "
+           "criticality scores rank highest (CritiPrefill); decode stays dense",
+           DescribeCritiPrefillParams()}};
+}
+
 }  // namespace
 
 // A request from Submit to its final event. Created on the submitting thread without tensors; its
@@ -41,6 +50,8 @@ struct EngineRequest {
   uint64_t sequence = 0;  // arrival order, for stable priority ordering
   std::unique_ptr<KvCache> cache;
   std::unique_ptr<Sampler> sampler;
+  // CRITIPREFILL requests only (made at Submit; it holds no tensor until the first sparse layer).
+  std::unique_ptr<CritiPrefillSequence> critiprefill;
   int64_t prefilled = 0;
   std::vector<int32_t> generated;
   RequestTimes times;
@@ -66,7 +77,8 @@ class Engine::Impl {
              pool_bytes,
              model_->cache_shape().BytesPerToken(),
              config.max_new_tokens_limit,
-             DescribeCachePolicies()};
+             DescribeCachePolicies(),
+             DescribePrefillModes()};
     metrics_.State(stats());
     thread_ = std::thread([this] { Run(); });
   }
@@ -143,9 +155,8 @@ class Engine::Impl {
     if (auto s = ValidateSamplingParams(request.sampling, config_.max_new_tokens_limit); !s.ok()) {
       return s;
     }
-    if (request.prefill.mode != PrefillMode::kDense) {
-      return absl::UnimplementedError("prefill.mode CRITIPREFILL is not served yet");
-    }
+    auto critiprefill = MakeCritiPrefill(request.prefill, prompt);
+    if (!critiprefill.ok()) return critiprefill.status();
     const int64_t max_new = request.sampling.max_new_tokens;
     if (request.cache.kind == CachePolicyKind::kFull && prompt + max_new > info_.context_length) {
       return absl::InvalidArgumentError(
@@ -166,10 +177,26 @@ class Engine::Impl {
     }
     entry->policy = std::make_unique<TimedCachePolicy>(std::move(*policy));
     entry->policy_name = CachePolicyName(request.cache.kind);
+    entry->critiprefill = std::move(*critiprefill);
     entry->times.arrival = request.arrival;
     entry->handle = std::make_shared<RequestHandle>();
     entry->request = std::move(request);
     return entry;
+  }
+
+  // The request's CritiPrefill state, or null under DENSE. INVALID_ARGUMENT naming the field.
+  absl::StatusOr<std::unique_ptr<CritiPrefillSequence>> MakeCritiPrefill(const PrefillSpec& spec,
+                                                                         int64_t prompt) const {
+    if (spec.mode == PrefillMode::kDense) {
+      if (spec.params.empty()) return nullptr;
+      return absl::InvalidArgumentError("prefill.critiprefill is set but prefill.mode is DENSE");
+    }
+    auto params = ResolveCritiPrefillParams(spec.params, {info_.num_layers, config_.prefill_chunk});
+    if (!params.ok()) return params.status();
+    auto sequence = std::make_unique<CritiPrefillSequence>();
+    sequence->params = *params;
+    sequence->prompt_tokens = prompt;
+    return sequence;
   }
 
   void Run() {
@@ -266,7 +293,9 @@ class Engine::Impl {
     std::vector<PlanCandidate> candidates;
     for (const auto& r : running_) {
       const int64_t remaining = static_cast<int64_t>(r->request.prompt_ids.size()) - r->prefilled;
-      candidates.push_back({remaining, r->policy->MaxStepTokens(*r->cache, remaining)});
+      const int64_t alignment = r->critiprefill ? r->critiprefill->params.segment_size : 1;
+      candidates.push_back(
+          {remaining, r->policy->MaxStepTokens(*r->cache, remaining), alignment, r->prefilled});
     }
     const auto plan = PlanStep(candidates, {config_.max_batch_tokens, config_.prefill_chunk});
     std::vector<SequenceInput> batch;
@@ -276,7 +305,8 @@ class Engine::Impl {
           work.decode
               ? std::span<const int32_t>(&r.generated.back(), 1)
               : std::span<const int32_t>(r.request.prompt_ids).subspan(r.prefilled, work.tokens);
-      batch.push_back({r.cache.get(), r.policy.get(), tokens, false});
+      batch.push_back({r.cache.get(), r.policy.get(), tokens, false,
+                       work.decode ? nullptr : r.critiprefill.get()});
     }
     // Greedy rows need only the argmax, computed on the device; the others their logits here.
     std::vector<int64_t> sampled_rows;
@@ -312,6 +342,7 @@ class Engine::Impl {
       if (!plan[row].decode) {
         r.prefilled += plan[row].tokens;
         if (r.prefilled < static_cast<int64_t>(r.request.prompt_ids.size())) continue;
+        if (r.critiprefill) metrics_.PrefillAttentionSkipped(r.critiprefill->SkippedFraction());
       }
       const int32_t token = greedy
                                 ? static_cast<int32_t>(argmax.data_ptr<int64_t>()[row])

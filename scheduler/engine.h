@@ -40,9 +40,23 @@ struct SamplingParams {
 
 enum class PrefillMode { kDense, kCritiPrefill };
 
+// How the prompt is prefilled. kCritiPrefill: segment-wise sparse prefill attention
+// (prefill_and_heads.md §1; model/criti_prefill_params.h lists the parameters, their defaults and
+// their checks). Decode is dense either way, and every prompt token's K/V enters the cache, which
+// the cache policy keeps as under DENSE.
 struct PrefillSpec {
   PrefillMode mode = PrefillMode::kDense;
-  std::map<std::string, double> params;  // by name; missing ones take the spec's defaults
+  // By name ("segment_size", ...; booleans as 0/1); missing ones take the spec's defaults. Only
+  // with kCritiPrefill.
+  std::map<std::string, double> params;
+};
+
+// A prefill mode, for GetModelInfo.
+struct PrefillModeDescription {
+  PrefillMode mode = PrefillMode::kDense;
+  bool served = false;
+  std::string summary;
+  std::vector<PolicyParameter> parameters;
 };
 
 enum class FinishReason { kNone, kLength, kStop, kEos, kCancelled };
@@ -116,9 +130,11 @@ struct EngineConfig {
   // KV pool size: bytes, or (CUDA, when kv_cache_bytes is 0) a fraction of the free device memory.
   int64_t kv_cache_bytes = 1LL << 30;
   double gpu_memory_fraction = 0.9;
-  int32_t max_queue = 1024;             // waiting requests; more are refused RESOURCE_EXHAUSTED
-  int32_t max_running = 256;            // requests in one step
-  int32_t prefill_chunk = 512;          // most prompt tokens of one request per step
+  int32_t max_queue = 1024;   // waiting requests; more are refused RESOURCE_EXHAUSTED
+  int32_t max_running = 256;  // requests in one step
+  // Most prompt tokens of one request per step; CritiPrefill requests' chunks end on their
+  // segment boundaries where they can, and their segment_size must not exceed it.
+  int32_t prefill_chunk = 512;
   int32_t max_batch_tokens = 4096;      // most tokens (prefill + decode) per step
   int32_t max_new_tokens_limit = 4096;  // the largest max_new_tokens accepted
   // CUDA: replay decode steps from CUDA graphs (one per batch-size bucket); false launches the same
@@ -147,6 +163,7 @@ struct ModelInfo {
   int64_t kv_bytes_per_token = 0;
   int32_t max_new_tokens_limit = 0;
   std::vector<PolicyDescription> cache_policies;
+  std::vector<PrefillModeDescription> prefill_modes;  // DENSE first
 };
 
 struct EngineStats {
@@ -169,7 +186,8 @@ class Engine {
   // Checks the request against the model and the engine's limits and queues it. Errors:
   // INVALID_ARGUMENT naming the field (ids outside the vocabulary, prompt too long for the context
   // under FULL, max_new_tokens out of range, a bad cache spec, a reservation larger than the whole
-  // KV pool); UNIMPLEMENTED naming a cache policy or prefill mode not served; RESOURCE_EXHAUSTED
+  // KV pool, a bad prefill spec: "prefill.critiprefill.<name> ..."); UNIMPLEMENTED naming a cache
+  // policy or prefill mode not served; RESOURCE_EXHAUSTED
   // when the queue is full; UNAVAILABLE after StopAccepting. On error the sink is never called;
   // on success it gets every event of the request, the last with finished = true.
   absl::StatusOr<std::shared_ptr<RequestHandle>> Submit(GenerationRequest request, TokenSink sink);

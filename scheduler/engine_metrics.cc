@@ -79,6 +79,10 @@ void EngineMetrics::Step(const StepRecord& step) {
   }
 }
 
+void EngineMetrics::PrefillAttentionSkipped(double fraction) {
+  if (metrics_) metrics_->OnPrefillAttentionSkipped(fraction);
+}
+
 void EngineMetrics::State(const EngineStats& stats) {
   if (!metrics_) return;
   metrics_->SetQueue(stats.running, stats.waiting);

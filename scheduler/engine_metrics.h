@@ -51,6 +51,9 @@ class EngineMetrics {
   void Finished(std::string_view policy, const RequestTimes& times, FinishReason reason,
                 const absl::Status& status, const Usage& usage, int64_t cache_tokens_seen);
   void Step(const StepRecord& step);
+  // A CritiPrefill prompt fully prefilled, having skipped this fraction of dense prefill's
+  // attention (query, key, KV head) pairs over all its layers.
+  void PrefillAttentionSkipped(double fraction);
   // Queue and KV pool gauges.
   void State(const EngineStats& stats);
 

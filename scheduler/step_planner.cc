@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "model/criti_prefill_params.h"
+
 namespace kvserve {
 
 std::vector<PlannedWork> PlanStep(std::span<const PlanCandidate> candidates,
@@ -17,8 +19,11 @@ std::vector<PlannedWork> PlanStep(std::span<const PlanCandidate> candidates,
   for (size_t i = 0; i < candidates.size() && budget > 0; ++i) {
     const PlanCandidate& c = candidates[i];
     if (c.prompt_remaining == 0) continue;
-    const int64_t tokens = std::min({c.prompt_remaining, limits.prefill_chunk,
-                                     std::max<int64_t>(c.max_step_tokens, 1), budget});
+    const int64_t tokens =
+        AlignedChunkTokens(c.prompt_done,
+                           std::min({c.prompt_remaining, limits.prefill_chunk,
+                                     std::max<int64_t>(c.max_step_tokens, 1), budget}),
+                           c.prompt_remaining, c.chunk_alignment);
     plan.push_back({i, tokens, false});
     budget -= tokens;
   }

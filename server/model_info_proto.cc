@@ -3,6 +3,7 @@
 #include <google/protobuf/descriptor.h>
 
 #include <map>
+#include <span>
 #include <string>
 #include <utility>
 
@@ -85,6 +86,31 @@ const google::protobuf::FieldDescriptor* ParamsField(CachePolicyKind kind) {
   return v1::CacheConfig::descriptor()->FindFieldByName(name);
 }
 
+// One entry per field of the params message `params`, described by the engine's `described` where
+// it names the field, else by FallbackDocs()'s "<fallback_prefix>.<field>".
+void AddParameters(const google::protobuf::Descriptor& params,
+                   std::span<const PolicyParameter> described, const std::string& fallback_prefix,
+                   google::protobuf::RepeatedPtrField<v1::PolicyParameter>& out) {
+  for (int i = 0; i < params.field_count(); ++i) {
+    const auto* param = params.field(i);
+    v1::PolicyParameter* p = out.Add();
+    p->set_name(param->name());
+    p->set_type(TypeName(*param));
+    const PolicyParameter* match = nullptr;
+    for (const PolicyParameter& candidate : described) {
+      if (candidate.name == param->name()) match = &candidate;
+    }
+    if (match != nullptr) {
+      p->set_description(match->description);
+      p->set_default_rule(match->default_rule);
+    } else if (auto it = FallbackDocs().find(fallback_prefix + "." + param->name());
+               it != FallbackDocs().end()) {
+      p->set_description(it->second.description);
+      p->set_default_rule(it->second.default_rule);
+    }
+  }
+}
+
 v1::CachePolicyInfo DescribePolicy(CachePolicyKind kind, const PolicyDescription* engine) {
   v1::CachePolicyInfo out;
   out.set_policy(ToProtoCachePolicy(kind));
@@ -92,26 +118,22 @@ v1::CachePolicyInfo DescribePolicy(CachePolicyKind kind, const PolicyDescription
   out.set_summary(engine != nullptr ? engine->summary : "not served by this engine");
   const auto* field = ParamsField(kind);
   if (field == nullptr) return out;
-  const auto* params = field->message_type();
-  for (int i = 0; i < params->field_count(); ++i) {
-    const auto* param = params->field(i);
-    v1::PolicyParameter* p = out.add_parameters();
-    p->set_name(param->name());
-    p->set_type(TypeName(*param));
-    const PolicyParameter* described = nullptr;
-    if (engine != nullptr) {
-      for (const PolicyParameter& candidate : engine->parameters) {
-        if (candidate.name == param->name()) described = &candidate;
-      }
-    }
-    if (described != nullptr) {
-      p->set_description(described->description);
-      p->set_default_rule(described->default_rule);
-    } else if (auto it = FallbackDocs().find(field->name() + "." + param->name());
-               it != FallbackDocs().end()) {
-      p->set_description(it->second.description);
-      p->set_default_rule(it->second.default_rule);
-    }
+  AddParameters(*field->message_type(),
+                engine != nullptr ? std::span<const PolicyParameter>(engine->parameters)
+                                  : std::span<const PolicyParameter>(),
+                field->name(), *out.mutable_parameters());
+  return out;
+}
+
+v1::PrefillModeInfo DescribePrefillMode(const PrefillModeDescription& mode) {
+  v1::PrefillModeInfo out;
+  out.set_mode(mode.mode == PrefillMode::kCritiPrefill ? v1::PrefillConfig::CRITIPREFILL
+                                                       : v1::PrefillConfig::DENSE);
+  out.set_served(mode.served);
+  out.set_summary(mode.summary);
+  if (mode.mode == PrefillMode::kCritiPrefill) {
+    AddParameters(*v1::CritiPrefillParams::descriptor(), mode.parameters, "critiprefill",
+                  *out.mutable_parameters());
   }
   return out;
 }
@@ -144,6 +166,9 @@ v1::ModelInfo ToProtoModelInfo(const ModelInfo& info) {
       if (d.kind == kind) engine = &d;
     }
     *out.add_cache_policies() = DescribePolicy(kind, engine);
+  }
+  for (const PrefillModeDescription& mode : info.prefill_modes) {
+    *out.add_prefill_modes() = DescribePrefillMode(mode);
   }
   return out;
 }

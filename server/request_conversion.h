@@ -25,7 +25,8 @@ struct RequestLimits {
 
 // Checks every field that needs no tokenizer. Budgets of compressed policies are only checked to be
 // in [1, context]; their finer rules (policies.md §0.5 item 6) belong to the engine's cache
-// factory.
+// factory, and CritiPrefill's parameters (beyond being set only with mode CRITIPREFILL) to the
+// engine's Submit.
 absl::Status ValidateGenerateRequest(const v1::GenerateRequest& request,
                                      const RequestLimits& limits);
 

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "cache/policy_factory.h"
+#include "tools/lane_scores.h"
 
 namespace kvserve {
 namespace {
@@ -18,8 +19,6 @@ struct Lane {
   CacheSpec spec;
   std::unique_ptr<CachePolicy> policy;
   std::unique_ptr<KvCache> cache;
-  double nll = 0, kl = 0;
-  int64_t agree = 0;
 };
 
 }  // namespace
@@ -34,6 +33,7 @@ absl::StatusOr<std::vector<QualityRow>> EvaluateQuality(LlamaModel& model,
         absl::StrCat("the stream has ", stream.size(), " tokens; lengths must be in [2, that]"));
   }
   std::vector<Lane> lanes(1 + options.policies.size());
+  std::vector<LaneScore> scores(lanes.size());
   for (size_t i = 1; i < lanes.size(); ++i) lanes[i].spec = options.policies[i - 1];
   const PolicyContext context{std::min(options.prompt_tokens, total), total};
   for (Lane& lane : lanes) {
@@ -45,11 +45,11 @@ absl::StatusOr<std::vector<QualityRow>> EvaluateQuality(LlamaModel& model,
 
   std::vector<QualityRow> rows;
   auto report = [&](int64_t length) {
-    const double positions = static_cast<double>(length - 1);
-    for (const Lane& lane : lanes) {
-      rows.push_back({CachePolicyName(lane.spec.kind), lane.spec.budget_tokens, length,
-                      std::exp(lane.nll / positions), lane.kl / positions, lane.agree / positions,
-                      lane.policy->stats().peak_tokens});
+    for (size_t i = 0; i < lanes.size(); ++i) {
+      const LaneScore& s = scores[i];
+      rows.push_back({CachePolicyName(lanes[i].spec.kind), lanes[i].spec.budget_tokens, length,
+                      s.perplexity(), s.mean_kl(), s.top1_agreement(),
+                      lanes[i].policy->stats().peak_tokens});
     }
   };
   std::vector<SequenceInput> batch(lanes.size());
@@ -57,17 +57,7 @@ absl::StatusOr<std::vector<QualityRow>> EvaluateQuality(LlamaModel& model,
     for (size_t i = 0; i < lanes.size(); ++i) {
       batch[i] = {lanes[i].cache.get(), lanes[i].policy.get(), stream.subspan(t, 1)};
     }
-    auto log_probs = at::log_softmax(model.Forward(batch).to(at::kDouble), -1).cpu();
-    auto probs_full = log_probs[0].exp();
-    const int64_t next = stream[t + 1];
-    const int64_t full_top = log_probs[0].argmax().item<int64_t>();
-    auto kl = (probs_full.unsqueeze(0) * (log_probs[0].unsqueeze(0) - log_probs)).sum(-1);
-    auto top = log_probs.argmax(-1);
-    for (size_t i = 0; i < lanes.size(); ++i) {
-      lanes[i].nll -= log_probs[i][next].item<double>();
-      lanes[i].kl += kl[i].item<double>();
-      lanes[i].agree += top[i].item<int64_t>() == full_top;
-    }
+    AddPosition(model.Forward(batch), stream[t + 1], scores);
     if (std::count(options.lengths.begin(), options.lengths.end(), t + 2)) report(t + 2);
   }
   return rows;

@@ -73,6 +73,24 @@ TEST(CliTest, ScoreReportsPerplexity) {
   EXPECT_NEAR(std::exp(json["mean_nll"].get<double>()), json["perplexity"].get<double>(), 1e-9);
 }
 
+TEST(CliTest, EvalComparesCritiPrefillWithDensePrefill) {
+  KVSERVE_REQUIRE_STORIES260K();
+  const std::string data = Quote(testing::SharedDir() + "/data/tinystories/valid.txt");
+  const std::string model = " --model " + Quote(testing::Stories260kDir()) + " --data " + data;
+  auto result = RunCli("eval --prefill critiprefill" + model +
+                       " --policies H2O --budgets 64 --lengths 256 --kept-blocks 2 --windows 1 "
+                       "--continuation 8");
+  ASSERT_EQ(result.exit_code, 0) << result.out;
+  EXPECT_NE(result.out.find("| FULL | — | 256 | CritiPrefill k=2 |"), std::string::npos)
+      << result.out;
+  EXPECT_NE(result.out.find("| H2O | 64 | 256 | dense |"), std::string::npos) << result.out;
+  auto bad =
+      RunCli("eval --prefill critiprefill --critiprefill-params block_size=48" + model, true);
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.out.find("prefill.critiprefill.block_size"), std::string::npos) << bad.out;
+  EXPECT_EQ(RunCli("eval --prefill sparse", true).exit_code, 2);
+}
+
 TEST(CliTest, BadOptionsExitTwoWithAMessage) {
   auto unknown = RunCli("generate --no-such-option 3", true);
   EXPECT_EQ(unknown.exit_code, 2);

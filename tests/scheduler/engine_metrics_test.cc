@@ -10,6 +10,7 @@
 #include "scheduler/engine.h"
 #include "tests/metrics/exposition.h"
 #include "tests/model/golden.h"
+#include "tests/scheduler/stories_engine.h"
 
 namespace kvserve {
 namespace {
@@ -20,10 +21,7 @@ class EngineMetricsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     KVSERVE_REQUIRE_STORIES260K();
-    EngineConfig config;
-    config.model = testing::Stories260kDir();
-    config.device = testing::TestDevice();
-    config.kv_cache_bytes = 64 << 20;
+    EngineConfig config = testing::StoriesEngineConfig();
     config.prefill_chunk = 4;  // prompts take several (mixed) steps
     config.metrics = &metrics_;
     auto engine = Engine::Create(config);

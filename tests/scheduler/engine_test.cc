@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "tests/model/golden.h"
+#include "tests/scheduler/stories_engine.h"
 
 namespace kvserve {
 namespace {
@@ -46,13 +47,7 @@ class Collector {
   std::optional<TokenEvent> final_;
 };
 
-EngineConfig StoriesConfig() {
-  EngineConfig config;
-  config.model = testing::Stories260kDir();
-  config.device = testing::TestDevice();
-  config.kv_cache_bytes = 64 << 20;
-  return config;
-}
+EngineConfig StoriesConfig() { return testing::StoriesEngineConfig(); }
 
 GenerationRequest Greedy(std::vector<int32_t> prompt, int32_t max_new_tokens) {
   GenerationRequest request;

@@ -28,6 +28,19 @@ TEST(StepPlannerTest, RespectsThePolicyCapOnStepTokens) {
   EXPECT_EQ(plan[0].tokens, 12);
 }
 
+TEST(StepPlannerTest, AlignedChunksEndOnMultiplesWhereTheyCan) {
+  // Prompts of 1000 tokens cut every 64 (CritiPrefill's segments): 0 done, 100 done (after an
+  // unaligned piece), capped at 40 by its policy, and the tail of one at 960.
+  const std::vector<PlanCandidate> candidates = {
+      {1000, 1000, 64, 0}, {900, 1000, 64, 100}, {1000, 40, 64, 0}, {40, 1000, 64, 960}};
+  const auto plan = PlanStep(candidates, {4096, 200});
+  ASSERT_EQ(plan.size(), 4u);
+  EXPECT_EQ(plan[0].tokens, 192);  // 200 rounded down to 3 segments
+  EXPECT_EQ(plan[1].tokens, 156);  // 100 + 200 rounded down to 256
+  EXPECT_EQ(plan[2].tokens, 40);   // no multiple of 64 within reach: progress unaligned
+  EXPECT_EQ(plan[3].tokens, 40);   // finishes the prompt: no rounding
+}
+
 TEST(StepPlannerTest, PlansNothingForNoCandidates) {
   EXPECT_TRUE(PlanStep({}, {4096, 512}).empty());
 }
