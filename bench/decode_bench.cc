@@ -11,6 +11,10 @@
 #include "cache/policy_factory.h"
 #include "model/device_memory.h"
 
+#ifdef KVSERVE_WITH_CUDA
+#include <cuda_profiler_api.h>
+#endif
+
 namespace kvserve::bench {
 namespace {
 
@@ -92,6 +96,9 @@ absl::StatusOr<DecodeResult> RunDecodeCase(LlamaModel& model, const DecodeCase& 
   if (runner != nullptr) runner->EnableProfiling(true);
   for (int64_t i = 0; i < c.warmup; ++i) Step(model, requests);
   std::vector<double> steps, device_steps, maintenance;
+#ifdef KVSERVE_WITH_CUDA
+  if (c.profiler_range) cudaProfilerStart();
+#endif
   for (int64_t i = 0; i < c.steps; ++i) {
     steps.push_back(Step(model, requests));
     if (runner != nullptr) {
@@ -100,6 +107,9 @@ absl::StatusOr<DecodeResult> RunDecodeCase(LlamaModel& model, const DecodeCase& 
       maintenance.push_back(times.maintenance_ms);
     }
   }
+#ifdef KVSERVE_WITH_CUDA
+  if (c.profiler_range) cudaProfilerStop();
+#endif
   if (runner != nullptr) runner->EnableProfiling(false);
   result.step_ms = Percentile(steps, 0.5);
   result.step_ms_p90 = Percentile(steps, 0.9);

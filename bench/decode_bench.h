@@ -19,6 +19,9 @@ struct DecodeCase {
   int64_t context = 512;  // tokens prefilled before decoding (FULL: the context the steps see)
   int64_t steps = 32;
   int64_t warmup = 4;
+  // CUDA: the timed steps run between cudaProfilerStart and Stop, for a profiler started with
+  // profiling off (ncu --profile-from-start off).
+  bool profiler_range = false;
 };
 
 struct DecodeResult {

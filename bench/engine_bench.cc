@@ -4,6 +4,8 @@
 //   --modes ttft     time to first token of single prompts on an idle engine
 //   --modes workload a closed-loop workload through Engine::Submit, to compare with
 //                    kvserve-bench-serving's output tokens/s through the gRPC server
+//   --modes prefill  whole-prompt prefill, dense (SDPA) against CritiPrefill, end to end and one
+//                    layer's attention alone
 // Prints a markdown table per mode and, with --json-out, every figure as JSON.
 #include <absl/flags/flag.h>
 #include <absl/flags/parse.h>
@@ -22,6 +24,7 @@
 
 #include "bench/decode_bench.h"
 #include "bench/engine_load.h"
+#include "bench/prefill_bench.h"
 #include "model/llama_model.h"
 #include "server/flag_spelling.h"
 
@@ -35,6 +38,9 @@ ABSL_FLAG(std::string, caches, "FULL:4096,STREAMING_LLM:512",
           "decode: comma list of POLICY:N (FULL: N-token context; others: N-token budget)");
 ABSL_FLAG(int64_t, steps, 32, "decode: timed steps per case");
 ABSL_FLAG(int64_t, warmup, 4, "decode: untimed steps first (graph capture)");
+ABSL_FLAG(
+    bool, profiler_range, false,
+    "decode: only the timed steps between cudaProfilerStart/Stop (ncu --profile-from-start off)");
 ABSL_FLAG(std::string, ttft_prompts, "4096", "ttft: prompt lengths");
 ABSL_FLAG(int64_t, ttft_repeats, 5, "ttft: timed requests per length");
 ABSL_FLAG(int64_t, requests, 256, "workload: requests");
@@ -46,6 +52,8 @@ ABSL_FLAG(double, kv_cache_gb, 0, "ttft/workload: KV pool GiB; 0 on CUDA: 0.9 of
 ABSL_FLAG(int32_t, max_running, 256, "ttft/workload: engine --max-running");
 ABSL_FLAG(int32_t, prefill_chunk, 4096, "ttft/workload: engine --prefill-chunk");
 ABSL_FLAG(int32_t, max_batch_tokens, 8192, "ttft/workload: engine --max-batch-tokens");
+ABSL_FLAG(std::string, prefill_lengths, "8192,32768,131072", "prefill: prompt lengths");
+ABSL_FLAG(int64_t, prefill_repeats, 3, "prefill: timed runs per case");
 ABSL_FLAG(std::string, json_out, "", "write every figure to this file");
 
 namespace kvserve::bench {
@@ -79,7 +87,7 @@ std::pair<CacheSpec, int64_t> ParseCache(absl::string_view text) {
   return {spec, n};
 }
 
-void RunDecode(nlohmann::json& out) {
+std::unique_ptr<LlamaModel> LoadModel(int64_t max_decode_batch) {
   ModelOptions options;
   auto dtype = ParseDtype(absl::GetFlag(FLAGS_dtype));
   auto device = ParseDevice(absl::GetFlag(FLAGS_device));
@@ -88,25 +96,59 @@ void RunDecode(nlohmann::json& out) {
               << "\n";
     std::exit(2);
   }
-  const auto batches = ParseInts(absl::GetFlag(FLAGS_batches));
   options.dtype = *dtype;
   options.device = *device;
   options.cuda_graphs = absl::GetFlag(FLAGS_cuda_graphs);
-  options.max_decode_batch = *std::max_element(batches.begin(), batches.end());
+  options.max_decode_batch = max_decode_batch;
   auto model = LlamaModel::Load(absl::GetFlag(FLAGS_model), options);
   if (!model.ok()) {
     std::cerr << "kvserve-bench-engine: " << model.status() << "\n";
     std::exit(1);
   }
+  return std::move(*model);
+}
+
+void RunPrefill(nlohmann::json& out) {
+  auto model = LoadModel(1);
+  const CritiPrefillParams defaults;
+  std::printf(
+      "\n| model | prompt tokens | prefill | end to end ms | attention ms (one layer) | "
+      "skipped |\n|---|---|---|---|---|---|\n");
+  for (int64_t tokens : ParseInts(absl::GetFlag(FLAGS_prefill_lengths))) {
+    for (const CritiPrefillParams* params :
+         {static_cast<const CritiPrefillParams*>(nullptr), &defaults}) {
+      const PrefillTimes t =
+          TimePrefill(*model, tokens, params, absl::GetFlag(FLAGS_prefill_repeats));
+      const char* name = params == nullptr ? "dense (SDPA)" : "CritiPrefill";
+      std::printf("| %s | %lld | %s | %.1f | %.2f | %.3f |\n", absl::GetFlag(FLAGS_model).c_str(),
+                  static_cast<long long>(tokens), name, t.end_to_end_ms, t.attention_ms,
+                  t.skipped_fraction);
+      std::fflush(stdout);
+      out["prefill"].push_back({{"tokens", tokens},
+                                {"mode", name},
+                                {"end_to_end_ms", t.end_to_end_ms},
+                                {"attention_ms", t.attention_ms},
+                                {"skipped_fraction", t.skipped_fraction}});
+    }
+  }
+}
+
+void RunDecode(nlohmann::json& out) {
+  const auto batches = ParseInts(absl::GetFlag(FLAGS_batches));
+  auto model = LoadModel(*std::max_element(batches.begin(), batches.end()));
   std::printf(
       "\n| model | cache | batch | step ms (p50) | p90 | device ms | maintenance ms | "
       "tokens/s | KV GiB |\n|---|---|---|---|---|---|---|---|---|\n");
   for (absl::string_view text : absl::StrSplit(absl::GetFlag(FLAGS_caches), ',')) {
     auto [spec, n] = ParseCache(text);
     for (int64_t batch : batches) {
-      DecodeCase c{spec, batch, spec.kind == CachePolicyKind::kFull ? n : spec.budget_tokens,
-                   absl::GetFlag(FLAGS_steps), absl::GetFlag(FLAGS_warmup)};
-      auto result = RunDecodeCase(**model, c);
+      DecodeCase c{spec,
+                   batch,
+                   spec.kind == CachePolicyKind::kFull ? n : spec.budget_tokens,
+                   absl::GetFlag(FLAGS_steps),
+                   absl::GetFlag(FLAGS_warmup),
+                   absl::GetFlag(FLAGS_profiler_range)};
+      auto result = RunDecodeCase(*model, c);
       if (!result.ok()) {
         std::cerr << "kvserve-bench-engine: " << text << " batch " << batch << ": "
                   << result.status() << "\n";
@@ -211,6 +253,7 @@ int Run() {
   const std::vector<std::string> modes = absl::StrSplit(absl::GetFlag(FLAGS_modes), ',');
   auto has = [&](const char* mode) { return std::count(modes.begin(), modes.end(), mode) > 0; };
   if (has("decode")) RunDecode(out);
+  if (has("prefill")) RunPrefill(out);
   if (has("ttft") || has("workload")) {
     auto engine = StartEngine();
     if (has("ttft")) RunTtft(*engine, out);

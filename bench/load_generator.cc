@@ -4,8 +4,8 @@
 // code, as a table and as JSON (--json-out).
 #include <absl/flags/flag.h>
 #include <absl/flags/parse.h>
-#include <absl/flags/usage_config.h>
 #include <absl/flags/usage.h>
+#include <absl/flags/usage_config.h>
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>

@@ -171,7 +171,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<G>)
       Unpack<T>(value_raw[u], v);
 #pragma unroll
       for (int g = 0; g < G; ++g) {
-        const float p = exp2f(dot[u][g] - m[g]);  // 0 for invalid keys
+        // Invalid keys weigh 0 (m may still be -inf for a group that has seen none).
+        const float p = dot[u][g] == -INFINITY ? 0.f : exp2f(dot[u][g] - m[g]);
         l[g] += p;
 #pragma unroll
         for (int e = 0; e < E; ++e) acc[g][e] += p * v[e];

@@ -240,7 +240,8 @@ at::Tensor CritiPrefillAttend(const at::Tensor& queries, const at::Tensor& keys,
                               at::Tensor* key_mass) {
 #ifdef KVSERVE_WITH_CUDA
   // The block-sparse tensor-core kernel (prefill_and_heads.md §4.3); it gives no key mass, so
-  // policies that want it keep the reference. Key j of m sits at position j + first_query - (m - n).
+  // policies that want it keep the reference. Key j of m sits at position j + first_query - (m -
+  // n).
   if (key_mass == nullptr && cuda::PrefillKernelTakes(queries, keys, blocks.segment_size) &&
       values.stride(2) == 1 && values.stride(1) == values.size(2)) {
     const int64_t offset = blocks.first_query - (keys.size(1) - queries.size(0));

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine after scripts/gpu-check.sh built /tmp/build: the performance figures of
-# docs/performance.md. Sections (arguments, any order): decode maintenance ttft serving hf.
+# docs/performance.md. Sections (arguments, any order): decode maintenance ttft serving prefill
+# profile hf.
 # Tables go to stdout and $OUT/<section>.md, JSON to $OUT/<section>.json.
 set -uo pipefail
 out=${OUT:-/tmp/gpu-out}
@@ -38,6 +39,15 @@ for section in "$@"; do
         --prompt-len 128 --output-len 256 --policies STREAMING_LLM:512 \
         --json-out "$out/grpc-workload.json" 2>&1 | tee -a "$out/serving.md"
       kill -TERM $server; wait $server ;;
+    prefill)  # whole-prompt prefill, dense (SDPA) against CritiPrefill with the spec's defaults
+      $bench --model dummy:llama-3-8b --modes prefill --prefill-lengths 8192,32768,131072 \
+        --prefill-repeats 2 --json-out "$out/prefill.json" 2>&1 | tee "$out/prefill.md" | grep '^|' ;;
+    profile)  # per-kernel device time of 2 eager decode steps at batch 64 (Nsight Compute)
+      ncu --profile-from-start off --clock-control none --print-summary per-kernel \
+        --metrics gpu__time_duration.sum $bench --model dummy:llama-3-8b --modes decode \
+        --batches 64 --caches STREAMING_LLM:512 --steps 2 --warmup 1 --cuda-graphs=false \
+        --profiler-range > "$out/profile.txt" 2>&1
+      echo "profile: $(grep -c gpu__time_duration "$out/profile.txt") kernels summarised" ;;
     hf)
       python3 bench/hf_baseline.py --model llama-3-8b --cases 1x4096,64x512 --new-tokens 64 \
         --json-out "$out/hf.json" 2>&1 | tee "$out/hf.md" ;;

@@ -1,0 +1,91 @@
+#include "bench/prefill_bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "cache/full_policy.h"
+#include "model/criti_prefill.h"
+#include "model/criti_prefill_attention.h"
+
+namespace kvserve::bench {
+namespace {
+
+// Median wall time of f after one warm-up call; each call ends with the device idle.
+double MedianMs(int64_t repeats, const std::function<void()>& f) {
+  f();
+  std::vector<double> times;
+  for (int64_t i = 0; i < repeats; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    f();
+    times.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+            .count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+// What the model's dense prefill attends with: SDPA on CUDA, the reference on the CPU.
+std::unique_ptr<AttentionBackend> DenseBackend(at::Device device) {
+#ifdef KVSERVE_WITH_CUDA
+  if (device.is_cuda()) return MakeCudaAttention();
+#endif
+  (void)device;
+  return MakeReferenceAttention();
+}
+
+}  // namespace
+
+PrefillTimes TimePrefill(LlamaModel& model, int64_t tokens, const CritiPrefillParams* critiprefill,
+                         int64_t repeats) {
+  const ModelConfig& config = model.config();
+  PrefillTimes times;
+  std::mt19937 rng(3);
+  std::vector<int32_t> prompt(tokens);
+  for (auto& id : prompt) id = static_cast<int32_t>(3 + rng() % (config.vocab_size - 3));
+
+  times.end_to_end_ms = MedianMs(repeats, [&] {
+    FullPolicy policy(tokens);
+    KvCache cache(model.cache_shape(), tokens);
+    std::unique_ptr<CritiPrefillSequence> sequence;
+    if (critiprefill != nullptr) {
+      sequence = std::make_unique<CritiPrefillSequence>();
+      sequence->params = *critiprefill;
+      sequence->prompt_tokens = tokens;
+    }
+    SequenceInput input{&cache, &policy, prompt, false, sequence.get()};
+    model.Forward({&input, 1}).cpu();  // the copy waits for the device
+  });
+
+  // One layer on random data: the attention alone, the same shapes as in the model.
+  const auto options =
+      at::TensorOptions().dtype(model.options().dtype).device(model.options().device);
+  auto q = at::randn({tokens, config.num_heads, config.head_dim}, options);
+  auto k = at::randn({config.num_kv_heads, tokens, config.head_dim}, options);
+  auto v = at::randn({config.num_kv_heads, tokens, config.head_dim}, options);
+  const CritiPrefillChunk chunk{0, tokens};
+  if (critiprefill == nullptr) {
+    auto backend = DenseBackend(model.options().device);
+    AttentionInput input{q, k, v, false};
+    times.attention_ms = MedianMs(repeats, [&] {
+      backend->Attend({&input, 1})[0].out.sum().cpu();
+    });
+  } else {
+    CritiPrefillFusion fusion;
+    const int64_t layer = critiprefill->dense_layers;  // the first sparse layer
+    times.attention_ms = MedianMs(repeats, [&] {
+      auto blocks = SelectSegmentBlocks(q, k, chunk, layer, *critiprefill, fusion);
+      CritiPrefillAttend(q, k, v, blocks).sum().cpu();
+    });
+    auto blocks = SelectSegmentBlocks(q, k, chunk, layer, *critiprefill, fusion);
+    const AttendedKeys counted = CountAttendedKeys(blocks, tokens, tokens);
+    times.skipped_fraction = 1.0 - static_cast<double>(counted.attended) / counted.causal;
+  }
+  return times;
+}
+
+}  // namespace kvserve::bench

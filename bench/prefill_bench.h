@@ -1,0 +1,25 @@
+// Prefill timing, dense against CritiPrefill (issue 8): a whole prompt of T random tokens in one
+// chunk through LlamaModel::Forward (end to end), and one layer's attention alone on random
+// queries, keys and values (SDPA, against CritiPrefill's selection plus its block-sparse kernel).
+// Medians of `repeats` runs after a warm-up; on CUDA the device is synchronised around each run.
+#pragma once
+
+#include <cstdint>
+
+#include "model/criti_prefill_params.h"
+#include "model/llama_model.h"
+
+namespace kvserve::bench {
+
+struct PrefillTimes {
+  double end_to_end_ms = 0;
+  double attention_ms = 0;
+  double skipped_fraction =
+      0;  // of dense causal attention's (query, key, KV head) pairs, one layer
+};
+
+// `critiprefill` null: dense. The model's KV cache for the run is FULL with room for T tokens.
+PrefillTimes TimePrefill(LlamaModel& model, int64_t tokens, const CritiPrefillParams* critiprefill,
+                         int64_t repeats);
+
+}  // namespace kvserve::bench
