@@ -50,10 +50,10 @@ double Step(LlamaModel& model, std::vector<Request>& requests) {
 
 absl::StatusOr<DecodeResult> RunDecodeCase(LlamaModel& model, const DecodeCase& c) {
   const bool full = c.cache.kind == CachePolicyKind::kFull;
-  // FULL prefills the context in one chunk; the others their budget in chunks of 64, so that each
-  // cache holds budget + 64 slots (a server would run with a small prefill chunk too).
+  // Each cache is filled by one prefill chunk: the context (FULL) or the budget, so decode steps
+  // start at the budget and evict from the first. (The chunk only sizes the caches' spare room.)
   const int64_t fill = full ? c.context : c.cache.budget_tokens;
-  const int64_t chunk = full ? fill : 64;
+  const int64_t chunk = fill;
   const int64_t max_new = c.steps + c.warmup + 1;
   DecodeResult result;
   std::mt19937 rng(1);
@@ -76,8 +76,8 @@ absl::StatusOr<DecodeResult> RunDecodeCase(LlamaModel& model, const DecodeCase& 
   for (Request& r : requests) {
     r.cache = std::make_unique<KvCache>(model.cache_shape(), r.policy->Capacity(chunk));
   }
-  // Prefill in groups of requests per Forward, chunk by chunk.
-  const int64_t group = full ? 1 : 16;
+  // Prefill in groups of requests per Forward, about 8K tokens each.
+  const int64_t group = std::max<int64_t>(1, 8192 / fill);
   for (int64_t first = 0; first < c.batch; first += group) {
     const int64_t last = std::min(c.batch, first + group);
     for (int64_t start = 0; start < fill; start += chunk) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine after scripts/gpu-check.sh built /tmp/build: the performance figures of
-# docs/performance.md. Sections (arguments, any order): decode maintenance ttft serving prefill
-# profile hf.
+# docs/performance.md. Sections (arguments, any order): decode maintenance streams ttft serving
+# prefill profile hf.
 # Tables go to stdout and $OUT/<section>.md, JSON to $OUT/<section>.json.
 set -uo pipefail
 out=${OUT:-/tmp/gpu-out}
@@ -20,6 +20,10 @@ for section in "$@"; do
       $bench --model dummy:llama-3-8b --modes decode --batches 64 --steps 24 --warmup 4 \
         --caches FULL:512,STREAMING_LLM:512,H2O:512,SNAPKV:512,CASCADING:512,TREEKV:512,FREQKV:512 \
         --json-out "$out/maintenance.json" 2>&1 | tee "$out/maintenance.md" | grep '^|' ;;
+    streams)  # batch 853 of 512-token streams: what an 80 GB card's 60 GB KV pool holds at 72 MB
+      # (512 + a 64-token prefill chunk of room) a stream; the step time is the ITL
+      $bench --model dummy:llama-3-8b --modes decode --batches 853 --caches STREAMING_LLM:512 \
+        --steps 16 --warmup 3 --json-out "$out/streams.json" 2>&1 | tee "$out/streams.md" | grep '^|' ;;
     ttft)  # idle engine, one prompt in one chunk
       $bench --model dummy:llama-3-8b --modes ttft --ttft-prompts 4096,32768 --ttft-repeats 5 \
         --prefill-chunk 32768 --max-batch-tokens 32768 --kv-cache-gb 40 \
