@@ -10,8 +10,8 @@
 #include <csignal>
 #include <fstream>
 
-#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "tests/e2e/client.h"
+#include "tests/e2e/reflection_client.h"
 #include "tests/e2e/scrape.h"
 #include "tests/e2e/server_process.h"
 #include "tests/metrics/exposition.h"
@@ -66,23 +66,6 @@ StreamResult GenerateOn(std::shared_ptr<grpc::Channel> channel, const std::strin
 double Sample(const std::string& exposition, const std::string& name, LabelSet labels = {}) {
   labels.emplace("model_name", "stories260K");
   return SampleValue(exposition, name, labels).value_or(-1);
-}
-
-std::set<std::string> ReflectedServices(std::shared_ptr<grpc::Channel> channel) {
-  auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(std::move(channel));
-  grpc::ClientContext context;
-  SetTimeout(context, seconds(10));
-  auto stream = stub->ServerReflectionInfo(&context);
-  grpc::reflection::v1alpha::ServerReflectionRequest request;
-  request.set_list_services("");
-  std::set<std::string> services;
-  if (!stream->Write(request)) return services;
-  stream->WritesDone();
-  grpc::reflection::v1alpha::ServerReflectionResponse response;
-  while (stream->Read(&response)) {
-    for (const auto& s : response.list_services_response().service()) services.insert(s.name());
-  }
-  return stream->Finish().ok() ? services : std::set<std::string>();
 }
 
 TEST(SecurityE2eTest, TlsServesWithAKeyAndRefusesPlaintextAndUntrustedServers) {
