@@ -49,15 +49,34 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetrics(const ServerConfig& 
   return started;
 }
 
-// The keys of --api-keys-file, loaded; null when there is none.
-absl::StatusOr<std::unique_ptr<ApiKeyStore>> LoadApiKeys(const ServerConfig& config) {
-  if (config.api_keys_file.empty()) return nullptr;
-  auto keys = std::make_unique<ApiKeyStore>(config.api_keys_file);
-  auto count = keys->Load();
-  if (!count.ok()) return count.status();
-  spdlog::info("API keys required: {} loaded from {}", *count, keys->path());
-  if (*count == 0) spdlog::warn("{} holds no key: every call but health is refused", keys->path());
-  return keys;
+// What the gRPC port listens with: its credentials and, under --api-keys-file, the keys that its
+// authenticator checks and SIGHUP re-reads.
+struct PortSecurity {
+  std::unique_ptr<ApiKeyStore> keys;  // null: no access control
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+};
+
+// Keys and certificates are read now, so that a mistake in them fails before the model loads.
+absl::StatusOr<PortSecurity> SecurePort(const ServerConfig& config, ServingMetrics& metrics) {
+  PortSecurity out;
+  std::shared_ptr<ApiKeyAuthenticator> authenticator;
+  if (!config.api_keys_file.empty()) {
+    out.keys = std::make_unique<ApiKeyStore>(config.api_keys_file);
+    auto count = out.keys->Load();
+    if (!count.ok()) return count.status();
+    spdlog::info("API keys required: {} loaded from {}", *count, out.keys->path());
+    if (*count == 0)
+      spdlog::warn("{} holds no key: every call but health and reflection is refused",
+                   out.keys->path());
+    authenticator = std::make_shared<ApiKeyAuthenticator>(out.keys.get(), &metrics);
+  }
+  auto credentials = ServerCredentialsFor(config, std::move(authenticator));
+  if (!credentials.ok()) return credentials.status();
+  out.credentials = std::move(*credentials);
+  if (config.tls_cert.empty() && !IsLoopbackHost(config.host)) {
+    spdlog::warn("plaintext gRPC on {}: use --tls-cert/--tls-key beyond development", config.host);
+  }
+  return out;
 }
 
 // SIGHUP: the keys file again. A file that cannot be read leaves the keys as they were.
@@ -126,22 +145,10 @@ int RunServer(const ServerConfig& config) {
     spdlog::error("--metrics-port: {}", metrics_server.status().ToString());
     return 1;
   }
-  // Keys and certificates before the model, so that a mistake in them fails in a second.
-  auto keys = LoadApiKeys(config);
-  if (!keys.ok()) {
-    spdlog::error("{}", std::string(keys.status().message()));
+  auto security = SecurePort(config, metrics);
+  if (!security.ok()) {
+    spdlog::error("{}", std::string(security.status().message()));
     return 2;
-  }
-  std::shared_ptr<ApiKeyAuthenticator> authenticator;
-  if (*keys != nullptr)
-    authenticator = std::make_shared<ApiKeyAuthenticator>(keys->get(), &metrics);
-  auto credentials = ServerCredentialsFor(config, authenticator);
-  if (!credentials.ok()) {
-    spdlog::error("{}", std::string(credentials.status().message()));
-    return 2;
-  }
-  if (config.tls_cert.empty() && !IsLoopbackHost(config.host)) {
-    spdlog::warn("plaintext gRPC on {}: use --tls-cert/--tls-key beyond development", config.host);
   }
   auto tokenizer = LoadTokenizer(config);
   if (!tokenizer.ok()) {
@@ -167,7 +174,7 @@ int RunServer(const ServerConfig& config) {
   grpc::ServerBuilder builder;
   int port = 0;
   const std::string address = absl::StrCat(config.host, ":", config.port);
-  builder.AddListeningPort(address, *credentials, &port);
+  builder.AddListeningPort(address, security->credentials, &port);
   ApplyConnectionLimits(config, builder);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -185,7 +192,7 @@ int RunServer(const ServerConfig& config) {
   std::thread signals([&] {
     const sigset_t set = ServerSignals();
     int signal = 0;
-    while (sigwait(&set, &signal) == 0 && signal == SIGHUP) ReloadApiKeys(keys->get());
+    while (sigwait(&set, &signal) == 0 && signal == SIGHUP) ReloadApiKeys(security->keys.get());
     spdlog::info("received {}, shutting down", signal == SIGTERM ? "SIGTERM" : "SIGINT");
     Drain(config, *server, **engine, service);
   });
