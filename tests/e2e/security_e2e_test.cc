@@ -5,9 +5,11 @@
 // reflection stay open, and SIGHUP re-reads the keys file.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
 #include <fstream>
 
 #include "tests/e2e/client.h"
@@ -37,6 +39,7 @@ class KeysFile {
   ~KeysFile() { unlink(path_.c_str()); }
   void Write(const std::string& text) const { std::ofstream(path_, std::ios::trunc) << text; }
   std::string flag() const { return "--api-keys-file=" + path_; }
+  const std::string& path() const { return path_; }
 
  private:
   std::string path_;
@@ -61,6 +64,17 @@ StreamResult GenerateOn(std::shared_ptr<grpc::Channel> channel, const std::strin
   v1::GenerateRequest request = GreedyRequest(kPrompt, 8);
   request.set_request_id(request_id);
   return Generate(*stub, request, seconds(30), api_key);
+}
+
+// Runs kvserve-cli with `args` (a shell line); its exit code and everything it printed.
+std::pair<int, std::string> RunCli(const std::string& args) {
+  FILE* pipe = popen((std::string(KVSERVE_CLI_PATH) + " " + args + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return {-1, "popen failed"};
+  std::string out;
+  char buffer[4096];
+  for (size_t n; (n = fread(buffer, 1, sizeof(buffer), pipe)) > 0;) out.append(buffer, n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 double Sample(const std::string& exposition, const std::string& name, LabelSet labels = {}) {
@@ -89,6 +103,19 @@ TEST(SecurityE2eTest, TlsServesWithAKeyAndRefusesPlaintextAndUntrustedServers) {
             grpc::StatusCode::UNAVAILABLE);
   auto untrusting = NewChannel(server.address(), TlsCredentials(pki.other_ca_cert()));
   EXPECT_EQ(GenerateOn(untrusting, "tls-key-1").status.error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  // kvserve-cli speaks TLS and sends the key (the first line of its --api-key-file).
+  const std::string cli_tls = "--server " + server.address() + " --tls-ca " + pki.ca_cert();
+  const auto [streamed, stream_out] =
+      RunCli("stream " + cli_tls + " --api-key-file " + keys.path() +
+             " --prompt 'Once upon a time' " + "--max-new-tokens 4");
+  EXPECT_EQ(streamed, 0) << stream_out;
+  const auto [keyless, keyless_out] = RunCli("stream " + cli_tls + " --prompt Once");
+  EXPECT_EQ(keyless, 1) << keyless_out;
+  EXPECT_NE(keyless_out.find("API key"), std::string::npos) << keyless_out;
+  const auto [healthy, health_out] = RunCli("health " + cli_tls);
+  EXPECT_EQ(healthy, 0) << health_out;
+  EXPECT_EQ(RunCli("health --server " + server.address()).first, 1);
 }
 
 TEST(SecurityE2eTest, MutualTlsRefusesClientsWithoutACertificateOfItsCa) {
