@@ -15,6 +15,8 @@
 
 #include <grpcpp/security/auth_metadata_processor.h>
 
+#include <string_view>
+
 #include "server/api_keys.h"
 
 namespace kvserve {
