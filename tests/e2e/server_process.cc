@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,6 +32,9 @@ ServerProcess::ServerProcess(std::vector<std::string> args) {
   argv.insert(argv.end(), args.begin(), args.end());
   pid_ = fork();
   if (pid_ == 0) {
+    // A test that dies without its destructors (a crash, SIGPIPE) takes the server along. (The
+    // signal follows the thread that forked: servers start on the test's own thread.)
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     dup2(out[1], STDOUT_FILENO);
     dup2(log_fd, STDERR_FILENO);
     close(out[0]);
