@@ -8,16 +8,17 @@
 
 #include "cli/arg_parser.h"
 #include "cli/commands.h"
+#include "cli/server_connection.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
 namespace kvserve {
 
 int RunHealthCommand(const std::vector<std::string>& args) {
-  std::string server = "127.0.0.1:50051";
+  ServerConnection connection;
   std::string service;
   double timeout_s = 3;
   ArgParser parser("usage: kvserve-cli health [--server HOST:PORT] [--service NAME]");
-  parser.AddString("server", &server, "the kvserve server");
+  connection.AddOptions(parser);  // health needs no API key; TLS options it does
   parser.AddString("service", &service, "service to ask about; empty: the whole server");
   parser.AddDouble("timeout", &timeout_s, "seconds to wait for the answer");
   if (auto s = parser.Parse(args); !s.ok()) {
@@ -28,9 +29,14 @@ int RunHealthCommand(const std::vector<std::string>& args) {
     std::cout << parser.Help();
     return 0;
   }
+  auto opened = connection.Open();
+  if (!opened.ok()) {
+    std::cerr << "kvserve-cli health: " << opened.status().message() << "\n";
+    return 2;
+  }
+  const std::string& server = connection.server;
   using grpc::health::v1::HealthCheckResponse;
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(server, grpc::InsecureChannelCredentials()));
+  auto stub = grpc::health::v1::Health::NewStub(opened->channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));

@@ -10,13 +10,14 @@
 
 #include "cli/arg_parser.h"
 #include "cli/commands.h"
+#include "cli/server_connection.h"
 #include "kvserve/v1/generation.grpc.pb.h"
 
 namespace kvserve {
 namespace {
 
 struct StreamOptions {
-  std::string server = "127.0.0.1:50051";
+  ServerConnection connection;
   std::string prompt;
   std::string request_id;
   std::string policy = "FULL";
@@ -60,7 +61,7 @@ absl::Status BuildRequest(const StreamOptions& o, v1::GenerateRequest& request) 
 int RunStreamCommand(const std::vector<std::string>& args) {
   StreamOptions o;
   ArgParser parser("kvserve-cli stream --server HOST:PORT --prompt TEXT [options]");
-  parser.AddString("server", &o.server, "the kvserve server");
+  o.connection.AddOptions(parser);
   parser.AddString("prompt", &o.prompt, "prompt text");
   parser.AddString("request-id", &o.request_id, "request id (the server makes one up if empty)");
   parser.AddInt("max-new-tokens", &o.max_new_tokens, "tokens to generate");
@@ -88,9 +89,14 @@ int RunStreamCommand(const std::vector<std::string>& args) {
     return 2;
   }
 
-  auto stub =
-      v1::Generation::NewStub(grpc::CreateChannel(o.server, grpc::InsecureChannelCredentials()));
+  auto server = o.connection.Open();
+  if (!server.ok()) {
+    std::cerr << "kvserve-cli stream: " << server.status().message() << "\n";
+    return 2;
+  }
+  auto stub = v1::Generation::NewStub(server->channel);
   grpc::ClientContext context;
+  server->Authorize(context);
   context.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000)));
   auto reader = stub->Generate(&context, request);

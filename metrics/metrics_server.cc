@@ -16,11 +16,20 @@ constexpr time_t kKeepAliveSeconds = 2;
 constexpr time_t kSocketTimeoutSeconds = 10;
 constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
 
+// A plain or an HTTPS server: httplib's SSLServer is a Server that handshakes first.
+std::unique_ptr<httplib::Server> NewHttpServer(const std::optional<MetricsTls>& tls) {
+  if (!tls) return std::make_unique<httplib::Server>();
+  return std::make_unique<httplib::SSLServer>(
+      tls->cert_file.c_str(), tls->key_file.c_str(),
+      tls->client_ca_file.empty() ? nullptr : tls->client_ca_file.c_str());
+}
+
 }  // namespace
 
 class MetricsServer::Impl {
  public:
-  explicit Impl(Exposition exposition) : exposition_(std::move(exposition)) {
+  Impl(Exposition exposition, const std::optional<MetricsTls>& tls)
+      : exposition_(std::move(exposition)), server_holder_(NewHttpServer(tls)) {
     // httplib takes ownership of the queue it gets from this factory.
     server_.new_task_queue = [] { return new httplib::ThreadPool(kWorkers); };
     // httplib's default options add SO_REUSEPORT, which would let a second process bind the same
@@ -45,6 +54,9 @@ class MetricsServer::Impl {
     if (thread_.joinable()) thread_.join();
   }
 
+  // False when the TLS files could not be loaded.
+  bool valid() const { return server_.is_valid(); }
+
   absl::StatusOr<int> Bind(const std::string& host, int port) {
     if (port == 0) {
       const int bound = server_.bind_to_any_port(host);
@@ -68,19 +80,25 @@ class MetricsServer::Impl {
 
  private:
   Exposition exposition_;
-  httplib::Server server_;
+  std::unique_ptr<httplib::Server> server_holder_;
+  httplib::Server& server_ = *server_holder_;
   std::atomic<bool> finished_{false};  // the accept loop returned
   std::thread thread_;
 };
 
-absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::string& host,
-                                                                    int port,
-                                                                    Exposition exposition) {
+absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
+    const std::string& host, int port, Exposition exposition,
+    const std::optional<MetricsTls>& tls) {
   if (port < 0 || port > 65535) {
     return absl::InvalidArgumentError(
         absl::StrCat("the metrics port must be in [0, 65535], got ", port));
   }
-  auto impl = std::make_unique<Impl>(std::move(exposition));
+  auto impl = std::make_unique<Impl>(std::move(exposition), tls);
+  if (!impl->valid()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the metrics endpoint cannot load its TLS files ", tls->cert_file, ", ",
+                     tls->key_file, " ", tls->client_ca_file));
+  }
   auto bound = impl->Bind(host, port);
   if (!bound.ok()) return bound.status();
   impl->Serve();

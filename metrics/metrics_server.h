@@ -15,20 +15,31 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace kvserve {
+
+// HTTPS for the endpoint: PEM files of its certificate chain and private key, and optionally of a
+// CA that every scraper's client certificate must chain to (mutual TLS).
+struct MetricsTls {
+  std::string cert_file;
+  std::string key_file;
+  std::string client_ca_file;  // empty: no client certificate asked for
+};
 
 class MetricsServer {
  public:
   // Returns the body of /metrics. Called once per scrape.
   using Exposition = std::function<std::string()>;
 
-  // Binds host:port (port 0: any free port, see port()) and serves until destroyed. `exposition`
-  // and what it refers to must outlive the server. Errors: UNAVAILABLE when the address cannot be
-  // bound, INVALID_ARGUMENT for a port outside [0, 65535].
-  static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& host, int port,
-                                                              Exposition exposition);
+  // Binds host:port (port 0: any free port, see port()) and serves until destroyed, over HTTPS
+  // when `tls` is set, else plain HTTP. `exposition` and what it refers to must outlive the
+  // server. Errors: UNAVAILABLE when the address cannot be bound, INVALID_ARGUMENT for a port
+  // outside [0, 65535] or TLS files that cannot be loaded.
+  static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
+      const std::string& host, int port, Exposition exposition,
+      const std::optional<MetricsTls>& tls = std::nullopt);
   // Stops accepting, finishes the scrapes in flight and joins every thread.
   ~MetricsServer();
 

@@ -20,7 +20,7 @@ constexpr absl::StatusCode kFailureCodes[] = {
     absl::StatusCode::kCancelled,       absl::StatusCode::kDeadlineExceeded,
     absl::StatusCode::kInvalidArgument, absl::StatusCode::kResourceExhausted,
     absl::StatusCode::kUnavailable,     absl::StatusCode::kInternal,
-    absl::StatusCode::kUnimplemented,
+    absl::StatusCode::kUnimplemented,   absl::StatusCode::kUnauthenticated,
 };
 constexpr const char* kFinishedReasons[] = {"length", "stop", "eos"};
 

@@ -9,6 +9,9 @@ packages=(
   nlohmann-json3-dev libcpp-httplib-dev
   prometheus  # the real server and promtool, for the metrics tests (tests/e2e)
   python3     # the deploy and scrape checks
+  libssl-dev  # SHA-256 of the API keys (server/api_keys.cc)
+  openssl     # certificates made by the TLS tests
+  clang libclang-rt-14-dev  # libFuzzer and the sanitizer runtimes (fuzz/, tests/fuzz)
 )
 # kubectl renders the kustomize manifests (tests/deploy); Debian's comes in kubernetes-client, but
 # keep any kubectl the machine already has (another package may own /usr/bin/kubectl).

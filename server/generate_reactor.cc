@@ -37,16 +37,25 @@ v1::GenerateResponse::FinishReason ToProtoFinishReason(FinishReason reason) {
   return v1::GenerateResponse::FINISH_REASON_UNSPECIFIED;
 }
 
-// The client's deadline on the engine's clock; none when the client set none.
+// The earlier of the client's deadline (on the engine's clock) and `max_request_time` from now
+// (zero: none); none when neither is set.
 std::optional<std::chrono::steady_clock::time_point> EngineDeadline(
-    const grpc::CallbackServerContext& context) {
-  const auto deadline = context.deadline();
-  if (deadline >= std::chrono::system_clock::time_point::max() - std::chrono::hours(24 * 365)) {
-    return std::nullopt;
+    const grpc::CallbackServerContext& context,
+    std::chrono::steady_clock::duration max_request_time) {
+  const auto now = std::chrono::steady_clock::now();
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  if (max_request_time > std::chrono::steady_clock::duration::zero()) {
+    deadline = now + max_request_time;
   }
-  return std::chrono::steady_clock::now() +
-         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-             deadline - std::chrono::system_clock::now());
+  const auto client = context.deadline();
+  if (client >= std::chrono::system_clock::time_point::max() - std::chrono::hours(24 * 365)) {
+    return deadline;
+  }
+  const auto client_on_engine_clock =
+      now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                client - std::chrono::system_clock::now());
+  if (!deadline || client_on_engine_clock < *deadline) deadline = client_on_engine_clock;
+  return deadline;
 }
 
 }  // namespace
@@ -81,7 +90,7 @@ absl::Status GenerateReactor::Start(const v1::GenerateRequest& request) {
 
   GenerationRequest engine_request = ToGenerationRequest(request, std::move(ids));
   engine_request.request_id = request_id_;
-  engine_request.deadline = EngineDeadline(*context_);
+  engine_request.deadline = EngineDeadline(*context_, backend_.max_request_time);
   if (backend_.tokenizer != nullptr) {
     detokenizer_ = std::make_unique<IncrementalDetokenizer>(*backend_.tokenizer);
   }

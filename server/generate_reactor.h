@@ -7,6 +7,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -33,6 +34,8 @@ struct GenerationBackend {
   // Counts the calls refused before the engine accepted them (the engine counts the rest). Null:
   // no metrics.
   ServingMetrics* metrics = nullptr;
+  // A call's longest run, from its arrival; zero: no limit but the client's deadline.
+  std::chrono::steady_clock::duration max_request_time{};
 };
 
 class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {

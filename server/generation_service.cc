@@ -5,14 +5,13 @@
 namespace kvserve {
 
 GenerationService::GenerationService(Engine* engine, const Tokenizer* tokenizer,
-                                     ServingMetrics* metrics)
+                                     ServingMetrics* metrics,
+                                     std::chrono::steady_clock::duration max_request_time)
     : model_info_(ToProtoModelInfo(engine->model_info())) {
   const ModelInfo& info = engine->model_info();
-  backend_ = {engine,
-              tokenizer,
-              {info.vocab_size, info.context_length, info.max_new_tokens_limit},
-              &streams_,
-              metrics};
+  backend_ = {
+      engine,    tokenizer, {info.vocab_size, info.context_length, info.max_new_tokens_limit},
+      &streams_, metrics,   max_request_time};
 }
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(

@@ -5,6 +5,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
+
 #include "kvserve/v1/generation.grpc.pb.h"
 #include "scheduler/engine.h"
 #include "server/generate_reactor.h"
@@ -15,8 +17,11 @@ namespace kvserve {
 
 class GenerationService final : public v1::Generation::CallbackService {
  public:
-  // `metrics` (may be null) counts the calls refused before reaching the engine.
-  GenerationService(Engine* engine, const Tokenizer* tokenizer, ServingMetrics* metrics = nullptr);
+  // `metrics` (may be null) counts the calls refused before reaching the engine. Every Generate
+  // call ends with DEADLINE_EXCEEDED after `max_request_time` (zero: no limit) or at the client's
+  // deadline, whichever comes first.
+  GenerationService(Engine* engine, const Tokenizer* tokenizer, ServingMetrics* metrics = nullptr,
+                    std::chrono::steady_clock::duration max_request_time = {});
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;

@@ -48,9 +48,40 @@ ABSL_FLAG(double, drain_timeout, kDefaults.drain_timeout_s,
 ABSL_FLAG(int32_t, max_message_bytes, kDefaults.max_message_bytes,
           "largest request message; larger ones get RESOURCE_EXHAUSTED from gRPC");
 ABSL_FLAG(std::string, log_level, kDefaults.log_level, "trace, debug, info, warn, error or off");
+ABSL_FLAG(std::string, tls_cert, kDefaults.tls_cert,
+          "PEM certificate chain: serve gRPC over TLS (with --tls-key); empty: plaintext");
+ABSL_FLAG(std::string, tls_key, kDefaults.tls_key, "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, tls_client_ca, kDefaults.tls_client_ca,
+          "PEM CA bundle: mutual TLS, every client must present a certificate it signed");
+ABSL_FLAG(bool, metrics_tls, kDefaults.metrics_tls,
+          "serve /metrics over HTTPS with --tls-cert/--tls-key (and --tls-client-ca); "
+          "default plain HTTP");
+ABSL_FLAG(std::string, api_keys_file, kDefaults.api_keys_file,
+          "file of API keys, one per line ('#' comments), re-read on SIGHUP: calls need the "
+          "metadata 'authorization: Bearer <key>' (health and reflection stay open); empty: open");
+ABSL_FLAG(int32_t, max_concurrent_streams, kDefaults.max_concurrent_streams,
+          "most concurrent calls on one connection (more wait on the client); 0: no limit");
+ABSL_FLAG(double, keepalive_time, kDefaults.keepalive_time_s,
+          "seconds between the server's keepalive pings on an idle connection; 0: none");
+ABSL_FLAG(double, keepalive_timeout, kDefaults.keepalive_timeout_s,
+          "seconds to wait for a keepalive ping's answer before closing the connection");
+ABSL_FLAG(double, keepalive_min_ping_interval, kDefaults.keepalive_min_ping_interval_s,
+          "shortest interval in seconds between client pings the server accepts (more often: "
+          "GOAWAY too_many_pings)");
+ABSL_FLAG(bool, keepalive_permit_without_calls, kDefaults.keepalive_permit_without_calls,
+          "allow keepalive pings on connections without calls");
+ABSL_FLAG(double, max_connection_idle, kDefaults.max_connection_idle_s,
+          "close connections without calls after this many seconds; 0: never");
+ABSL_FLAG(double, max_connection_age, kDefaults.max_connection_age_s,
+          "close connections older than this many seconds (clients reconnect); 0: never");
+ABSL_FLAG(double, max_connection_age_grace, kDefaults.max_connection_age_grace_s,
+          "seconds the calls of a connection closed for its age may go on; 0: no limit");
+ABSL_FLAG(double, max_request_time, kDefaults.max_request_time_s,
+          "seconds a Generate call may run before it ends DEADLINE_EXCEEDED (a shorter client "
+          "deadline wins); 0: no limit");
 
 int main(int argc, char** argv) {
-  kvserve::BlockShutdownSignals();  // before any thread exists
+  kvserve::PrepareServerSignals();  // before any thread exists
   absl::FlagsUsageConfig usage_config;
   usage_config.contains_help_flags = [](absl::string_view path) {
     return path.find("server/main.cc") != absl::string_view::npos;
@@ -82,6 +113,20 @@ int main(int argc, char** argv) {
   config.drain_timeout_s = absl::GetFlag(FLAGS_drain_timeout);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   config.log_level = absl::GetFlag(FLAGS_log_level);
+  config.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  config.tls_key = absl::GetFlag(FLAGS_tls_key);
+  config.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  config.metrics_tls = absl::GetFlag(FLAGS_metrics_tls);
+  config.api_keys_file = absl::GetFlag(FLAGS_api_keys_file);
+  config.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  config.keepalive_time_s = absl::GetFlag(FLAGS_keepalive_time);
+  config.keepalive_timeout_s = absl::GetFlag(FLAGS_keepalive_timeout);
+  config.keepalive_min_ping_interval_s = absl::GetFlag(FLAGS_keepalive_min_ping_interval);
+  config.keepalive_permit_without_calls = absl::GetFlag(FLAGS_keepalive_permit_without_calls);
+  config.max_connection_idle_s = absl::GetFlag(FLAGS_max_connection_idle);
+  config.max_connection_age_s = absl::GetFlag(FLAGS_max_connection_age);
+  config.max_connection_age_grace_s = absl::GetFlag(FLAGS_max_connection_age_grace);
+  config.max_request_time_s = absl::GetFlag(FLAGS_max_request_time);
 
   const auto level = spdlog::level::from_str(config.log_level);
   if (level == spdlog::level::off && config.log_level != "off") {

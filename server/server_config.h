@@ -31,6 +31,28 @@ struct ServerConfig {
   int32_t max_message_bytes = 4 << 20;  // the largest request message accepted
   std::string log_level = "info";
 
+  // Transport security (transport_security.h). Both or neither of cert and key; a client CA turns
+  // on mutual TLS (every client must present a certificate it signed). Empty: plaintext.
+  std::string tls_cert;       // PEM certificate chain file
+  std::string tls_key;        // PEM private key file
+  std::string tls_client_ca;  // PEM CA bundle that client certificates must chain to
+  bool metrics_tls = false;   // /metrics over HTTPS with the same certificate (and client CA)
+  // Access control (api_keys.h): a file of keys, one per line, re-read on SIGHUP. Empty: open.
+  std::string api_keys_file;
+
+  // Connection limits (connection_limits.h); 0 turns a limit off where noted.
+  int32_t max_concurrent_streams = 100;  // per connection; 0: gRPC's default (no limit)
+  double keepalive_time_s = 7200;        // server pings an idle connection this often
+  double keepalive_timeout_s = 20;       // and closes it when the ping is not answered in time
+  double keepalive_min_ping_interval_s = 300;   // clients pinging more often get GOAWAY
+  bool keepalive_permit_without_calls = false;  // accept client pings on connections with no call
+  double max_connection_idle_s = 0;       // close connections without calls for this long; 0: never
+  double max_connection_age_s = 0;        // close (GOAWAY) connections older than this; 0: never
+  double max_connection_age_grace_s = 0;  // then let their calls finish this long; 0: no limit
+  // Every Generate call ends with DEADLINE_EXCEEDED after this long (or at the client's deadline,
+  // if earlier); 0: no limit.
+  double max_request_time_s = 600;
+
   // INVALID_ARGUMENT naming the flag for a value out of range.
   absl::Status Validate() const;
   EngineConfig ToEngineConfig() const;
@@ -39,13 +61,19 @@ struct ServerConfig {
   std::string ModelName() const;
 };
 
+// Whether `host` is a loopback address (127.0.0.0/8, ::1, [::1], localhost).
+bool IsLoopbackHost(const std::string& host);
+
 // Runs the server until SIGTERM or SIGINT, then drains (health NOT_SERVING, no new requests,
 // in-flight streams get drain_timeout_s, the rest end UNAVAILABLE) and returns the exit code.
-// REQUIRES: SIGTERM and SIGINT are blocked in every thread (BlockShutdownSignals() first in main).
+// SIGHUP re-reads the API keys file.
+// REQUIRES: the signals are blocked in every thread (PrepareServerSignals() first in main).
 int RunServer(const ServerConfig& config);
 
-// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later, so that only
-// RunServer's signal thread sees them (through sigwait).
-void BlockShutdownSignals();
+// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread and every thread it starts later, so
+// that only RunServer's signal thread sees them (through sigwait), and ignores SIGPIPE: a peer
+// that leaves while a TLS connection writes to it (OpenSSL writes with write(2)) must not end the
+// process.
+void PrepareServerSignals();
 
 }  // namespace kvserve

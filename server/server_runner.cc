@@ -1,5 +1,5 @@
-// RunServer: start-up (engine, tokenizer, gRPC with health and reflection) and the drain on
-// SIGTERM.
+// RunServer: start-up (engine, tokenizer, gRPC with health and reflection, TLS and API keys), the
+// re-read of the keys on SIGHUP and the drain on SIGTERM.
 #include <absl/strings/match.h>
 #include <absl/strings/str_cat.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
@@ -14,18 +14,83 @@
 
 #include "metrics/metrics_server.h"
 #include "metrics/serving_metrics.h"
+#include "server/api_key_authenticator.h"
+#include "server/api_keys.h"
+#include "server/connection_limits.h"
 #include "server/generation_service.h"
 #include "server/server_config.h"
+#include "server/transport_security.h"
 
 namespace kvserve {
 namespace {
 
-sigset_t ShutdownSignals() {
+sigset_t ServerSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   return set;
+}
+
+// /metrics on --metrics-port, over HTTPS with the gRPC port's certificate under --metrics-tls;
+// null when the port is 0.
+absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetrics(const ServerConfig& config,
+                                                            const ServingMetrics& metrics) {
+  if (config.metrics_port == 0) return nullptr;
+  std::optional<MetricsTls> tls;
+  if (config.metrics_tls) tls = MetricsTls{config.tls_cert, config.tls_key, config.tls_client_ca};
+  auto started = MetricsServer::Start(
+      config.host, config.metrics_port, [&metrics] { return metrics.Exposition(); }, tls);
+  if (started.ok()) {
+    spdlog::info("metrics on {}://{}:{}/metrics", tls ? "https" : "http", config.host,
+                 (*started)->port());
+  }
+  return started;
+}
+
+// What the gRPC port listens with: its credentials and, under --api-keys-file, the keys that its
+// authenticator checks and SIGHUP re-reads.
+struct PortSecurity {
+  std::unique_ptr<ApiKeyStore> keys;  // null: no access control
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+};
+
+// Keys and certificates are read now, so that a mistake in them fails before the model loads.
+absl::StatusOr<PortSecurity> SecurePort(const ServerConfig& config, ServingMetrics& metrics) {
+  PortSecurity out;
+  std::shared_ptr<ApiKeyAuthenticator> authenticator;
+  if (!config.api_keys_file.empty()) {
+    out.keys = std::make_unique<ApiKeyStore>(config.api_keys_file);
+    auto count = out.keys->Load();
+    if (!count.ok()) return count.status();
+    spdlog::info("API keys required: {} loaded from {}", *count, out.keys->path());
+    if (*count == 0)
+      spdlog::warn("{} holds no key: every call but health and reflection is refused",
+                   out.keys->path());
+    authenticator = std::make_shared<ApiKeyAuthenticator>(out.keys.get(), &metrics);
+  }
+  auto credentials = ServerCredentialsFor(config, std::move(authenticator));
+  if (!credentials.ok()) return credentials.status();
+  out.credentials = std::move(*credentials);
+  if (config.tls_cert.empty() && !IsLoopbackHost(config.host)) {
+    spdlog::warn("plaintext gRPC on {}: use --tls-cert/--tls-key beyond development", config.host);
+  }
+  return out;
+}
+
+// SIGHUP: the keys file again. A file that cannot be read leaves the keys as they were.
+void ReloadApiKeys(ApiKeyStore* keys) {
+  if (keys == nullptr) {
+    spdlog::info("received SIGHUP: no --api-keys-file to re-read");
+    return;
+  }
+  auto count = keys->Load();
+  if (!count.ok()) {
+    spdlog::error("received SIGHUP: {}; the keys held stay", std::string(count.status().message()));
+    return;
+  }
+  spdlog::info("received SIGHUP: {} API keys loaded from {}", *count, keys->path());
 }
 
 // The tokenizer's folder: --tokenizer, else the model's; dummy models have none unless given.
@@ -62,9 +127,10 @@ void Drain(const ServerConfig& config, grpc::Server& server, Engine& engine,
 
 }  // namespace
 
-void BlockShutdownSignals() {
-  const sigset_t set = ShutdownSignals();
+void PrepareServerSignals() {
+  const sigset_t set = ServerSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
 }
 
 int RunServer(const ServerConfig& config) {
@@ -74,16 +140,15 @@ int RunServer(const ServerConfig& config) {
   }
   // Metrics first: /metrics answers (and a busy port fails fast) while the model loads.
   ServingMetrics metrics({config.ModelName(), {}});
-  std::unique_ptr<MetricsServer> metrics_server;
-  if (config.metrics_port != 0) {
-    auto started = MetricsServer::Start(config.host, config.metrics_port,
-                                        [&metrics] { return metrics.Exposition(); });
-    if (!started.ok()) {
-      spdlog::error("--metrics-port: {}", started.status().ToString());
-      return 1;
-    }
-    metrics_server = std::move(*started);
-    spdlog::info("metrics on http://{}:{}/metrics", config.host, metrics_server->port());
+  auto metrics_server = StartMetrics(config, metrics);
+  if (!metrics_server.ok()) {
+    spdlog::error("--metrics-port: {}", metrics_server.status().ToString());
+    return 1;
+  }
+  auto security = SecurePort(config, metrics);
+  if (!security.ok()) {
+    spdlog::error("{}", std::string(security.status().message()));
+    return 2;
   }
   auto tokenizer = LoadTokenizer(config);
   if (!tokenizer.ok()) {
@@ -100,15 +165,17 @@ int RunServer(const ServerConfig& config) {
   for (const PolicyDescription& policy : (*engine)->model_info().cache_policies) {
     if (policy.served) metrics.DeclarePolicy(CachePolicyName(policy.kind));
   }
-  GenerationService service(engine->get(), tokenizer->get(), &metrics);
+  const auto max_request_time = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(config.max_request_time_s));
+  GenerationService service(engine->get(), tokenizer->get(), &metrics, max_request_time);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
   const std::string address = absl::StrCat(config.host, ":", config.port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
-  builder.SetMaxReceiveMessageSize(config.max_message_bytes);
+  builder.AddListeningPort(address, security->credentials, &port);
+  ApplyConnectionLimits(config, builder);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
@@ -118,12 +185,14 @@ int RunServer(const ServerConfig& config) {
   server->GetHealthCheckService()->SetServingStatus(true);
   // Tests and scripts read the port from this line.
   std::cout << "listening on " << config.host << ":" << port << std::endl;
-  spdlog::info("kvserve serving {} on {}:{}", (*engine)->model_info().name, config.host, port);
+  spdlog::info("kvserve serving {} on {}:{} ({}{})", (*engine)->model_info().name, config.host,
+               port, config.tls_cert.empty() ? "plaintext" : "TLS",
+               config.tls_client_ca.empty() ? "" : ", client certificates required");
 
   std::thread signals([&] {
-    const sigset_t set = ShutdownSignals();
+    const sigset_t set = ServerSignals();
     int signal = 0;
-    sigwait(&set, &signal);
+    while (sigwait(&set, &signal) == 0 && signal == SIGHUP) ReloadApiKeys(security->keys.get());
     spdlog::info("received {}, shutting down", signal == SIGTERM ? "SIGTERM" : "SIGINT");
     Drain(config, *server, **engine, service);
   });

@@ -26,12 +26,27 @@ struct StreamResult {
   v1::Usage usage;
 };
 
+// A channel of its own connection (not shared with other channels to the same address), plaintext
+// unless `credentials` say otherwise.
+inline std::shared_ptr<grpc::Channel> NewChannel(
+    const std::string& address,
+    std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials()) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(address, credentials, args);
+}
+
 inline std::unique_ptr<v1::Generation::Stub> NewGenerationStub(const std::string& address) {
   return v1::Generation::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
 }
 
 inline void SetTimeout(grpc::ClientContext& context, std::chrono::milliseconds timeout) {
   context.set_deadline(std::chrono::system_clock::now() + timeout);
+}
+
+// The metadata of kvserve's access control (--api-keys-file); none when `api_key` is empty.
+inline void SetApiKey(grpc::ClientContext& context, const std::string& api_key) {
+  if (!api_key.empty()) context.AddMetadata("authorization", "Bearer " + api_key);
 }
 
 // Runs one stream to its end. `on_message` (optional) sees each message as it arrives. REQUIRES:
@@ -60,11 +75,13 @@ inline StreamResult ReadStream(
   return result;
 }
 
-// One stream with a fresh context and `timeout`.
+// One stream with a fresh context, `timeout` and, when not empty, `api_key`.
 inline StreamResult Generate(v1::Generation::Stub& stub, const v1::GenerateRequest& request,
-                             std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
+                             std::chrono::milliseconds timeout = std::chrono::seconds(60),
+                             const std::string& api_key = "") {
   grpc::ClientContext context;
   SetTimeout(context, timeout);
+  SetApiKey(context, api_key);
   return ReadStream(stub, context, request);
 }
 
@@ -80,9 +97,8 @@ inline v1::GenerateRequest GreedyRequest(const std::vector<int32_t>& ids, int32_
 
 // The health service's answer for the whole server ("" service), with a 2 s deadline.
 inline grpc::health::v1::HealthCheckResponse::ServingStatus HealthStatus(
-    const std::string& address) {
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    std::shared_ptr<grpc::Channel> channel) {
+  auto stub = grpc::health::v1::Health::NewStub(std::move(channel));
   grpc::ClientContext context;
   SetTimeout(context, std::chrono::seconds(2));
   grpc::health::v1::HealthCheckRequest request;
@@ -91,6 +107,12 @@ inline grpc::health::v1::HealthCheckResponse::ServingStatus HealthStatus(
     return grpc::health::v1::HealthCheckResponse::UNKNOWN;
   }
   return response.status();
+}
+
+// The same, on a plaintext channel to `address`.
+inline grpc::health::v1::HealthCheckResponse::ServingStatus HealthStatus(
+    const std::string& address) {
+  return HealthStatus(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
 }
 
 }  // namespace kvserve::testing

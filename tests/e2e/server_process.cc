@@ -1,7 +1,12 @@
 #include "tests/e2e/server_process.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,6 +32,9 @@ ServerProcess::ServerProcess(std::vector<std::string> args) {
   argv.insert(argv.end(), args.begin(), args.end());
   pid_ = fork();
   if (pid_ == 0) {
+    // A test that dies without its destructors (a crash, SIGPIPE) takes the server along. (The
+    // signal follows the thread that forked: servers start on the test's own thread.)
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     dup2(out[1], STDOUT_FILENO);
     dup2(log_fd, STDERR_FILENO);
     close(out[0]);
@@ -73,12 +81,55 @@ ServerProcess::ServerProcess(std::vector<std::string> args) {
 
 ServerProcess::~ServerProcess() {
   if (pid_ > 0 && !exited_) {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
+    kill(pid_, SIGTERM);
+    WaitForExit(std::chrono::seconds(15));
+    if (!exited_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
   }
   if (stdout_reader_.joinable()) stdout_reader_.join();  // EOF once the process is gone
   if (stdout_fd_ >= 0) close(stdout_fd_);
+  const std::string text = log();
+  for (const char* report : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"}) {
+    if (text.find(report) != std::string::npos) ADD_FAILURE() << "sanitizer report:\n" << text;
+  }
   if (!log_path_.empty()) unlink(log_path_.c_str());
+}
+
+bool ServerProcess::WaitForLog(const std::string& text, int occurrences,
+                               std::chrono::milliseconds timeout) const {
+  const auto give_up = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    const std::string all = log();
+    int found = 0;
+    for (size_t at = all.find(text); at != std::string::npos; at = all.find(text, at + 1)) ++found;
+    if (found >= occurrences) return true;
+    if (std::chrono::steady_clock::now() >= give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+int ServerProcess::metrics_port() const {
+  const std::string all = log();
+  const size_t at = all.find("/metrics\n");
+  const size_t colon = at == std::string::npos ? at : all.rfind(':', at);
+  return colon == std::string::npos ? 0 : std::atoi(all.c_str() + colon + 1);
+}
+
+int ServerProcess::FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+    port = ntohs(address.sin_port);
+  }
+  close(fd);
+  return port;
 }
 
 std::string ServerProcess::log() const {

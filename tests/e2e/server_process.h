@@ -1,5 +1,7 @@
 // The real kvserve binary as a child process on a free loopback port, for end-to-end tests. The
-// destructor kills it (SIGKILL) if it is still running, so no test leaves a server behind.
+// destructor stops it if it is still running (SIGTERM, then SIGKILL after 15 s), so no test leaves
+// a server behind, and fails the test if the server's log holds a sanitizer report (a leak is
+// reported at a clean exit, which is why the stop is SIGTERM first).
 #pragma once
 
 #include <sys/types.h>
@@ -27,9 +29,18 @@ class ServerProcess {
   // Everything the server wrote (stdout and stderr) so far.
   std::string log() const;
 
+  // Whether the log holds `text` at least `occurrences` times within `timeout`.
+  bool WaitForLog(const std::string& text, int occurrences,
+                  std::chrono::milliseconds timeout) const;
+  // The port of /metrics from the server's start-up line; 0 if it has none (--metrics-port 0).
+  int metrics_port() const;
+
   void Signal(int signal) const;
   // Waits for the process to exit; its exit code, or nullopt on timeout or a death by signal.
   std::optional<int> WaitForExit(std::chrono::milliseconds timeout);
+
+  // A loopback port that was free a moment ago (for --metrics-port, whose 0 means off).
+  static int FreePort();
 
  private:
   pid_t pid_ = -1;

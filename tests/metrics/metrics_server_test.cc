@@ -5,6 +5,7 @@
 
 #include "metrics/serving_metrics.h"
 #include "tests/metrics/exposition.h"
+#include "tests/test_pki.h"
 
 namespace kvserve {
 namespace {
@@ -39,6 +40,49 @@ TEST(MetricsServerTest, ABusyPortIsUnavailable) {
   auto second = MetricsServer::Start("127.0.0.1", (*first)->port(), [] { return std::string(); });
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(MetricsServer::Start("127.0.0.1", 70000, [] { return std::string(); }).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// Fetches /metrics over HTTPS trusting the test CA, with a client certificate when given.
+httplib::Result ScrapeHttps(int port, const testing::TestPki& pki, bool with_certificate) {
+  auto client = with_certificate ? std::make_unique<httplib::SSLClient>(
+                                       "127.0.0.1", port, pki.client_cert(), pki.client_key())
+                                 : std::make_unique<httplib::SSLClient>("127.0.0.1", port);
+  client->set_ca_cert_path(pki.ca_cert().c_str());
+  client->enable_server_certificate_verification(true);
+  client->set_connection_timeout(5);
+  client->set_read_timeout(5);
+  return client->Get("/metrics");
+}
+
+TEST(MetricsServerTest, ServesHttpsAndWithAClientCaOnlyToCertifiedScrapers) {
+  testing::TestPki pki;
+  ASSERT_TRUE(pki.ok()) << pki.error();
+  auto https = MetricsServer::Start(
+      "127.0.0.1", 0, [] { return std::string("up 1\n"); },
+      MetricsTls{pki.server_cert(), pki.server_key(), ""});
+  ASSERT_TRUE(https.ok()) << https.status();
+  auto scraped = ScrapeHttps((*https)->port(), pki, /*with_certificate=*/false);
+  ASSERT_TRUE(scraped) << httplib::to_string(scraped.error());
+  EXPECT_EQ(scraped->body, "up 1\n");
+  httplib::Client plain("127.0.0.1", (*https)->port());
+  plain.set_read_timeout(5);
+  EXPECT_FALSE(plain.Get("/metrics"));
+
+  auto mutual = MetricsServer::Start(
+      "127.0.0.1", 0, [] { return std::string("up 1\n"); },
+      MetricsTls{pki.server_cert(), pki.server_key(), pki.ca_cert()});
+  ASSERT_TRUE(mutual.ok()) << mutual.status();
+  EXPECT_FALSE(ScrapeHttps((*mutual)->port(), pki, /*with_certificate=*/false));
+  auto certified = ScrapeHttps((*mutual)->port(), pki, /*with_certificate=*/true);
+  ASSERT_TRUE(certified) << httplib::to_string(certified.error());
+  EXPECT_EQ(certified->status, 200);
+
+  EXPECT_EQ(MetricsServer::Start(
+                "127.0.0.1", 0, [] { return std::string(); },
+                MetricsTls{pki.dir() + "/none.pem", pki.server_key(), ""})
+                .status()
+                .code(),
             absl::StatusCode::kInvalidArgument);
 }
 
