@@ -4,8 +4,9 @@
 # prefill profile hf.
 # Tables go to stdout and $OUT/<section>.md, JSON to $OUT/<section>.json.
 set -uo pipefail
-out=${OUT:-/tmp/gpu-out}
+out=${OUT:-/tmp/gpu-out}/bench  # everything in one folder, packed into one archive at the end
 mkdir -p "$out"
+trap 'tar czf "$out/../bench.tgz" -C "$out" .' EXIT
 build=/tmp/build
 bench=$build/bench/kvserve-bench-engine
 for section in "$@"; do
@@ -51,7 +52,11 @@ for section in "$@"; do
         --metrics gpu__time_duration.sum $bench --model dummy:llama-3-8b --modes decode \
         --batches 64 --caches STREAMING_LLM:512 --steps 2 --warmup 1 --cuda-graphs=false \
         --profiler-range > "$out/profile.txt" 2>&1
-      echo "profile: $(grep -c gpu__time_duration "$out/profile.txt") kernels summarised" ;;
+      # kernel (first 70 characters), then its invocations and mean duration
+      awk '/\(.*\)x\(.*\), Context/ {name = substr($0, 3, 70)}
+           /Invocations|invocations/ {calls = $NF}
+           /gpu__time_duration.sum/ {print "profile | " name " | " calls " | " $NF " " $2}' \
+        "$out/profile.txt" ;;
     hf)
       python3 bench/hf_baseline.py --model llama-3-8b --cases 1x4096,64x512 --new-tokens 64 \
         --json-out "$out/hf.json" 2>&1 | tee "$out/hf.md" ;;
