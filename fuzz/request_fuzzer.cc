@@ -3,6 +3,7 @@
 // they pass, the conversion to the engine's GenerationRequest. Besides what ASan and UBSan catch,
 // every request the checks let through must convert to one that keeps the API's documented
 // limits; a violation aborts with the broken rule (a finding).
+#include <absl/strings/match.h>
 #include <google/protobuf/descriptor.h>
 
 #include <cmath>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "kvserve/v1/generation.pb.h"
+#include "model/criti_prefill_params.h"
 #include "server/request_conversion.h"
 
 namespace kvserve {
@@ -81,9 +83,26 @@ void CheckConverted(const v1::GenerateRequest& request, const GenerationRequest&
   if (r.prefill.mode == PrefillMode::kDense) {
     Require(r.prefill.params.empty(), "no CritiPrefill parameters under DENSE");
   }
+  // CritiPrefill's parameters are the engine's to check (their limits are the model's and the
+  // engine's): its resolution refuses them naming the field, or gives parameters that hold.
   for (const auto& [name, value] : r.prefill.params) {
-    Require(std::isfinite(value) && value >= 0 && value <= kLimits.context_length,
-            "a CritiPrefill parameter in [0, context]");
+    Require(std::isfinite(value), "a finite CritiPrefill parameter");
+  }
+  if (r.prefill.mode == PrefillMode::kCritiPrefill) {
+    auto resolved = ResolveCritiPrefillParams(r.prefill.params, {5, 512});
+    if (!resolved.ok()) {
+      Require(resolved.status().code() == absl::StatusCode::kInvalidArgument &&
+                  absl::StartsWith(resolved.status().message(), "prefill.critiprefill."),
+              "CritiPrefill refusals INVALID_ARGUMENT naming the field");
+    } else {
+      const CritiPrefillParams& p = *resolved;
+      Require(p.segment_size >= 1 && p.segment_size <= 512 && p.block_size >= 1 &&
+                  p.segment_size % p.block_size == 0 && p.kept_blocks >= 1 && p.first_blocks >= 0 &&
+                  p.local_blocks >= 0 && p.first_blocks + p.local_blocks <= p.kept_blocks &&
+                  p.dense_prefix_tokens % p.segment_size == 0 && p.dense_layers >= 0 &&
+                  p.dense_layers <= 5,
+              "resolved CritiPrefill parameters hold");
+    }
   }
 }
 
