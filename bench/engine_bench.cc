@@ -51,7 +51,8 @@ ABSL_FLAG(std::string, cache, "FULL", "workload: POLICY[:BUDGET]");
 ABSL_FLAG(double, kv_cache_gb, 0, "ttft/workload: KV pool GiB; 0 on CUDA: 0.9 of the memory");
 ABSL_FLAG(int32_t, max_running, 256, "ttft/workload: engine --max-running");
 ABSL_FLAG(int32_t, prefill_chunk, 4096, "ttft/workload: engine --prefill-chunk");
-ABSL_FLAG(int32_t, max_batch_tokens, 8192, "ttft/workload: engine --max-batch-tokens");
+ABSL_FLAG(int32_t, max_batch_tokens, 4096,
+          "ttft/workload: engine --max-batch-tokens (the server's default)");
 ABSL_FLAG(std::string, prefill_lengths, "8192,32768,131072", "prefill: prompt lengths");
 ABSL_FLAG(int64_t, prefill_repeats, 3, "prefill: timed runs per case");
 ABSL_FLAG(std::string, json_out, "", "write every figure to this file");

@@ -25,17 +25,18 @@ for section in "$@"; do
       # (512 + a 64-token prefill chunk of room) a stream; the step time is the ITL
       $bench --model dummy:llama-3-8b --modes decode --batches 853 --caches STREAMING_LLM:512 \
         --steps 16 --warmup 3 --json-out "$out/streams.json" 2>&1 | tee "$out/streams.md" | grep '^|' ;;
-    ttft)  # idle engine, one prompt in one chunk
-      $bench --model dummy:llama-3-8b --modes ttft --ttft-prompts 4096,32768 --ttft-repeats 5 \
+    ttft)  # idle engine, one prompt in one chunk; llama-3.1-8b: llama-3-8b's shape, 128K context
+      $bench --model dummy:llama-3.1-8b --modes ttft --ttft-prompts 4096,32768 --ttft-repeats 5 \
         --prefill-chunk 32768 --max-batch-tokens 32768 --kv-cache-gb 40 \
         --json-out "$out/ttft.json" 2>&1 | tee "$out/ttft.md" | grep '^|' ;;
     serving)  # batch 64 through the engine alone, then through the gRPC server
-      common=(--requests 256 --concurrency 64 --prompt-len 128 --output-len 256)
-      $bench --model dummy:llama-3-8b --modes workload "${common[@]}" --cache STREAMING_LLM:512 \
-        --max-running 64 --prefill-chunk 512 --kv-cache-gb 40 --json-out "$out/engine-workload.json" \
-        2>&1 | tee "$out/serving.md" | grep '^|'
+      # the same engine settings on both paths
+      engine=(--max-running 64 --prefill-chunk 512 --max-batch-tokens 4096 --kv-cache-gb 40)
+      $bench --model dummy:llama-3-8b --modes workload --requests 256 --concurrency 64 \
+        --prompt-len 128 --output-len 256 --cache STREAMING_LLM:512 "${engine[@]}" \
+        --json-out "$out/engine-workload.json" 2>&1 | tee "$out/serving.md" | grep '^|'
       $build/server/kvserve --model dummy:llama-3-8b --device cuda --dtype bfloat16 --port 0 \
-        --metrics-port 0 --max-running 64 --prefill-chunk 512 --kv-cache-gb 40 \
+        --metrics-port 0 "${engine[@]}" \
         > "$out/serve.stdout" 2> "$out/serve.log" &
       server=$!
       for _ in $(seq 300); do grep -q listening "$out/serve.stdout" 2>/dev/null && break; sleep 0.2; done
