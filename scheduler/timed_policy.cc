@@ -4,20 +4,21 @@
 
 namespace kvserve {
 
-void TimedCachePolicy::Update(KvCache& cache, const LayerStep& step) {
+template <typename F>
+void TimedCachePolicy::Timed(F&& f) {
   const auto start = std::chrono::steady_clock::now();
-  inner_->Update(cache, step);
+  f();
   update_seconds_ +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   stats_ = inner_->stats();
 }
 
+void TimedCachePolicy::Update(KvCache& cache, const LayerStep& step) {
+  Timed([&] { inner_->Update(cache, step); });
+}
+
 void TimedCachePolicy::CommitBatchedDecode(KvCache& cache, const BatchedDecodeStep& step) {
-  const auto start = std::chrono::steady_clock::now();
-  inner_->CommitBatchedDecode(cache, step);
-  update_seconds_ +=
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  stats_ = inner_->stats();
+  Timed([&] { inner_->CommitBatchedDecode(cache, step); });
 }
 
 double TimedCachePolicy::TakeUpdateSeconds() {

@@ -41,6 +41,10 @@ class TimedCachePolicy final : public CachePolicy {
   double TakeUpdateSeconds();
 
  private:
+  // Runs f, adds its duration, and mirrors the inner policy's stats.
+  template <typename F>
+  void Timed(F&& f);
+
   std::unique_ptr<CachePolicy> inner_;
   double update_seconds_ = 0;
 };
