@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "bench/random_tokens.h"
 #include "cache/policy_factory.h"
 #include "model/device_memory.h"
 
@@ -41,7 +42,7 @@ double Step(LlamaModel& model, std::vector<Request>& requests) {
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   for (size_t i = 0; i < requests.size(); ++i) {
-    requests[i].next = static_cast<int32_t>(ids[i].item<int64_t>());
+    requests[i].next = static_cast<int32_t>(ids.data_ptr<int64_t>()[i]);
   }
   return ms;
 }
@@ -62,9 +63,7 @@ absl::StatusOr<DecodeResult> RunDecodeCase(LlamaModel& model, const DecodeCase& 
     auto policy = MakeCachePolicy(c.cache, {fill, max_new});
     if (!policy.ok()) return policy.status();
     r.policy = std::move(*policy);
-    r.prompt.resize(fill);
-    for (auto& id : r.prompt)
-      id = static_cast<int32_t>(2 + rng() % (model.config().vocab_size - 2));
+    r.prompt = RandomTokens(rng, fill, model.config().vocab_size);
     result.kv_bytes += r.policy->Capacity(chunk) * model.cache_shape().BytesPerToken();
   }
   if (auto memory = QueryDeviceMemory(model.options().device); memory.ok()) {

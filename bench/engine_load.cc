@@ -10,6 +10,8 @@
 #include <random>
 #include <vector>
 
+#include "bench/random_tokens.h"
+
 namespace kvserve::bench {
 namespace {
 
@@ -18,8 +20,7 @@ using Clock = std::chrono::steady_clock;
 GenerationRequest RandomRequest(std::mt19937& rng, int64_t vocab, int64_t prompt_tokens,
                                 int64_t output_tokens, const CacheSpec& cache) {
   GenerationRequest request;
-  request.prompt_ids.resize(prompt_tokens);
-  for (auto& id : request.prompt_ids) id = static_cast<int32_t>(3 + rng() % (vocab - 3));
+  request.prompt_ids = RandomTokens(rng, prompt_tokens, vocab);
   request.sampling.max_new_tokens = static_cast<int32_t>(output_tokens);
   request.sampling.ignore_eos = true;
   request.cache = cache;

@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "bench/random_tokens.h"
 #include "cache/full_policy.h"
 #include "model/criti_prefill.h"
 #include "model/criti_prefill_attention.h"
@@ -29,15 +30,6 @@ double MedianMs(int64_t repeats, const std::function<void()>& f) {
   return times[times.size() / 2];
 }
 
-// What the model's dense prefill attends with: SDPA on CUDA, the reference on the CPU.
-std::unique_ptr<AttentionBackend> DenseBackend(at::Device device) {
-#ifdef KVSERVE_WITH_CUDA
-  if (device.is_cuda()) return MakeCudaAttention();
-#endif
-  (void)device;
-  return MakeReferenceAttention();
-}
-
 }  // namespace
 
 PrefillTimes TimePrefill(LlamaModel& model, int64_t tokens, const CritiPrefillParams* critiprefill,
@@ -45,8 +37,7 @@ PrefillTimes TimePrefill(LlamaModel& model, int64_t tokens, const CritiPrefillPa
   const ModelConfig& config = model.config();
   PrefillTimes times;
   std::mt19937 rng(3);
-  std::vector<int32_t> prompt(tokens);
-  for (auto& id : prompt) id = static_cast<int32_t>(3 + rng() % (config.vocab_size - 3));
+  const std::vector<int32_t> prompt = RandomTokens(rng, tokens, config.vocab_size);
 
   times.end_to_end_ms = MedianMs(repeats, [&] {
     FullPolicy policy(tokens);
@@ -69,7 +60,7 @@ PrefillTimes TimePrefill(LlamaModel& model, int64_t tokens, const CritiPrefillPa
   auto v = at::randn({config.num_kv_heads, tokens, config.head_dim}, options);
   const CritiPrefillChunk chunk{0, tokens};
   if (critiprefill == nullptr) {
-    auto backend = DenseBackend(model.options().device);
+    auto backend = MakeDefaultAttention(model.options().device);
     AttentionInput input{q, k, v, false};
     times.attention_ms = MedianMs(repeats, [&] {
       backend->Attend({&input, 1})[0].out.sum().cpu();

@@ -13,35 +13,32 @@ namespace kvserve {
 namespace {
 
 kernels::EvictionEntry Entry(KvCache& cache, const BatchedDecodeStep& step) {
-  const KvCacheShape& shape = cache.shape();
-  const int64_t capacity = cache.capacity(), heads = shape.num_kv_heads;
-  const int64_t head_stride = capacity * shape.head_dim;
+  const KvCache::Layout layout = cache.layout();
   kernels::EvictionEntry e;
-  e.keys = cache.storage().data_ptr();
-  e.values = static_cast<char*>(cache.storage().data_ptr()) +
-             heads * head_stride * cache.storage().element_size();
-  e.layer_stride = 2 * heads * head_stride;
-  e.head_stride = head_stride;
-  e.positions = cache.position_storage().data_ptr<int64_t>();
-  e.positions_layer_stride = heads * capacity;
-  e.positions_head_stride = capacity;
+  e.keys = layout.keys;
+  e.values = layout.values;
+  e.layer_stride = layout.layer_stride;
+  e.head_stride = layout.head_stride;
+  e.positions = layout.positions;
+  e.positions_layer_stride = layout.positions_layer_stride;
+  e.positions_head_stride = cache.capacity();
   e.length = static_cast<int32_t>(cache.length(0));
   if (step.rule == BatchedDecodeStep::Rule::kRingVictim) {
     e.rule = kernels::EvictionRule::kRingVictim;
     e.ring_victim = static_cast<int32_t>(step.ring_victim);
     return e;
   }
+  const at::Tensor& mass = cache.key_mass_storage();
   TORCH_CHECK(step.scores.defined() && step.scores.is_contiguous() &&
-                  step.scores.size(2) == capacity && cache.key_mass_storage().defined(),
+                  step.scores.size(2) == cache.capacity() && mass.defined(),
               "batched decode maintenance: kLowestScore needs scores and the key mass");
   e.rule = kernels::EvictionRule::kLowestScore;
   e.evict = step.evict ? 1 : 0;
   e.scores = step.scores.data_ptr<float>();
-  e.scores_layer_stride = heads * capacity;
-  e.scores_head_stride = capacity;
-  e.key_mass = cache.key_mass_storage().data_ptr<float>();
-  e.mass_layer_stride = heads * capacity;
-  e.mass_head_stride = capacity;
+  // Scores and key mass are [layers, kv_heads, capacity], laid out as the positions.
+  e.scores_layer_stride = e.mass_layer_stride = layout.positions_layer_stride;
+  e.scores_head_stride = e.mass_head_stride = cache.capacity();
+  e.key_mass = mass.data_ptr<float>();
   e.min_recent_position = step.min_recent_position;
   return e;
 }

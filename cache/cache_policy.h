@@ -107,6 +107,14 @@ class CachePolicy {
   const CacheStats& stats() const { return stats_; }
 
  protected:
+  // Counts a trim of `evicted` tokens, once per step: in layer 0 only, and as a compression event
+  // only if a token left.
+  void CountEviction(int64_t layer, int64_t evicted) {
+    if (layer != 0 || evicted <= 0) return;
+    stats_.evicted_tokens += evicted;
+    ++stats_.compression_events;
+  }
+
   CacheStats stats_;
 };
 

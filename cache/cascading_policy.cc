@@ -139,10 +139,7 @@ void CascadingPolicy::Update(KvCache& cache, const LayerStep& step) {
   KeepSlots(cache, layer, kept, k);
   next_schedule_ = std::move(schedule);
   next_schedule_tokens_ = seen + n;
-  if (layer == 0) {
-    stats_.evicted_tokens += length - k;
-    if (length > k) ++stats_.compression_events;
-  }
+  CountEviction(layer, length - k);
 }
 
 std::vector<int64_t> CascadingPolicy::Insert(Schedule& schedule, const std::vector<float>& scores,

@@ -123,10 +123,7 @@ void FreqKvPolicy::Update(KvCache& cache, const LayerStep& step) {
   auto new_positions =
       at::cat({head(positions), positions.index_select(1, centre_index), rest(positions)}, 1);
   cache.Replace(layer, new_keys, new_values, new_positions);
-  if (layer == 0) {
-    stats_.evicted_tokens += span - kept;
-    ++stats_.compression_events;
-  }
+  CountEviction(layer, span - kept);
 }
 
 }  // namespace kvserve

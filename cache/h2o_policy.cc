@@ -68,10 +68,8 @@ const at::Tensor& H2oPolicy::ScoreStorage(const KvCache& cache) {
   return scores_;
 }
 
-void H2oPolicy::CountEviction(int64_t layer, int64_t evicted) {
-  if (layer != 0) return;
-  stats_.evicted_tokens += evicted;
-  stats_.compression_events += 1;
+int64_t H2oPolicy::MinRecentPosition(const KvCache& cache) const {
+  return cache.tokens_seen() + 1 - params_.recent_tokens;
 }
 
 void H2oPolicy::Update(KvCache& cache, const LayerStep& step) {
@@ -94,7 +92,7 @@ void H2oPolicy::Update(KvCache& cache, const LayerStep& step) {
     // Decode: one eviction among the tokens older than the recent window, by position (slots are
     // not temporal once decoding evicted), the newest among the lowest scores; O(length).
     auto positions = cache.positions(layer);
-    const int64_t min_recent = cache.tokens_seen() + 1 - params_.recent_tokens;
+    const int64_t min_recent = MinRecentPosition(cache);
     auto old = positions < min_recent;
     auto lowest = at::where(old, scores, INFINITY).amin(1, /*keepdim=*/true);
     auto victim = at::where(old.logical_and(scores == lowest), positions, -1).argmax(1, true);
@@ -117,7 +115,7 @@ std::optional<BatchedDecodeStep> H2oPolicy::PlanBatchedDecode(const KvCache& cac
   BatchedDecodeStep step;
   step.rule = BatchedDecodeStep::Rule::kLowestScore;
   step.scores = ScoreStorage(cache);
-  step.min_recent_position = cache.tokens_seen() + 1 - params_.recent_tokens;
+  step.min_recent_position = MinRecentPosition(cache);
   step.evict = cache.length(0) + 1 > budget();
   return step;
 }

@@ -46,7 +46,9 @@ class H2oPolicy : public CachePolicy {
  private:
   // The scores of every layer, [layers, kv_heads, capacity] float32, allocated at the first use.
   const at::Tensor& ScoreStorage(const KvCache& cache);
-  void CountEviction(int64_t layer, int64_t evicted);
+  // During a decode step (tokens_seen() its token's position): tokens at positions >= this are
+  // the recent window, never evicted.
+  int64_t MinRecentPosition(const KvCache& cache) const;
 
   Params params_;
   at::Tensor scores_;

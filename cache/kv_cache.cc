@@ -18,6 +18,17 @@ KvCache::KvCache(const KvCacheShape& shape, int64_t capacity)
       at::empty({shape.num_layers, shape.num_kv_heads, capacity}, options.dtype(at::kLong));
 }
 
+KvCache::Layout KvCache::layout() const {
+  const int64_t head_stride = capacity_ * shape_.head_dim;
+  char* keys = static_cast<char*>(storage_.data_ptr());
+  return {keys,
+          keys + shape_.num_kv_heads * head_stride * storage_.element_size(),
+          2 * shape_.num_kv_heads * head_stride,
+          head_stride,
+          positions_.data_ptr<int64_t>(),
+          shape_.num_kv_heads * capacity_};
+}
+
 at::Tensor KvCache::keys(int64_t layer) const {
   return storage_[layer][0].narrow(1, 0, lengths_[layer]);
 }

@@ -47,6 +47,20 @@ class KvCache {
   // The whole storage, for kernels: [layers, 2, kv_heads, capacity, head_dim] and positions
   // [layers, kv_heads, capacity] int64.
   const at::Tensor& storage() const { return storage_; }
+
+  // Where a kernel finds element (layer, head, slot, dim): keys + layer * layer_stride +
+  // head * head_stride + slot * head_dim + dim (elements of the dtype), likewise values; the
+  // slot's position at positions + layer * positions_layer_stride + head * capacity + slot. Plain
+  // numbers, no tensor made: the decode step asks for it per request.
+  struct Layout {
+    void* keys = nullptr;
+    void* values = nullptr;
+    int64_t layer_stride = 0;
+    int64_t head_stride = 0;
+    int64_t* positions = nullptr;
+    int64_t positions_layer_stride = 0;
+  };
+  Layout layout() const;
   const at::Tensor& position_storage() const { return positions_; }
 
   // Per-step attention statistics a device kernel writes for the request's policy: the key mass

@@ -116,10 +116,7 @@ void SnapKvPolicy::Compress(KvCache& cache, int64_t layer) {
   auto recent = at::arange(prompt - window, prompt, long_options);
   cache.Keep(layer, at::cat({selected, recent.unsqueeze(0).expand({kv_heads, -1})}, 1));
   window_mass_[layer] = at::Tensor();
-  if (layer == 0) {
-    stats_.evicted_tokens += prompt - params_.budget_tokens;
-    stats_.compression_events += 1;
-  }
+  CountEviction(layer, prompt - params_.budget_tokens);
 }
 
 }  // namespace kvserve

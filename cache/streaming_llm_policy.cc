@@ -52,16 +52,14 @@ int64_t& StreamingLlmPolicy::RingHead(int64_t layer) {
   return ring_heads_[layer];
 }
 
+void StreamingLlmPolicy::AdvanceRing(int64_t& head) const {
+  head = params_.sink_tokens + (head - params_.sink_tokens + 1) % params_.window_tokens;
+}
+
 RingLayout StreamingLlmPolicy::ring_layout(int64_t layer) const {
   const int64_t head =
       layer < static_cast<int64_t>(ring_heads_.size()) ? ring_heads_[layer] : params_.sink_tokens;
   return {params_.sink_tokens, params_.window_tokens, head};
-}
-
-void StreamingLlmPolicy::CountEviction(int64_t layer, int64_t evicted) {
-  if (layer != 0) return;
-  stats_.evicted_tokens += evicted;
-  stats_.compression_events += 1;
 }
 
 void StreamingLlmPolicy::Update(KvCache& cache, const LayerStep& step) {
@@ -76,7 +74,7 @@ void StreamingLlmPolicy::Update(KvCache& cache, const LayerStep& step) {
     auto slots = at::arange(length - 1, options);
     slots[head] = length - 1;
     cache.Keep(layer, slots.unsqueeze(0).expand({cache.shape().num_kv_heads, -1}));
-    head = sinks + (head - sinks + 1) % window;
+    AdvanceRing(head);
     CountEviction(layer, 1);
     return;
   }
@@ -100,10 +98,7 @@ void StreamingLlmPolicy::CommitBatchedDecode(KvCache& cache, const BatchedDecode
   stats_.peak_tokens = std::max(stats_.peak_tokens, cache.length(0));
   if (step.rule != BatchedDecodeStep::Rule::kRingVictim) return;
   cache.Shrink(1);
-  for (int64_t layer = 0; layer < cache.shape().num_layers; ++layer) {
-    int64_t& head = RingHead(layer);
-    head = params_.sink_tokens + (head - params_.sink_tokens + 1) % params_.window_tokens;
-  }
+  for (int64_t layer = 0; layer < cache.shape().num_layers; ++layer) AdvanceRing(RingHead(layer));
   CountEviction(0, 1);
 }
 

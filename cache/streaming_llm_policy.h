@@ -47,7 +47,8 @@ class StreamingLlmPolicy : public CachePolicy {
  private:
   // The slot of layer's oldest window token (S until the first decode eviction).
   int64_t& RingHead(int64_t layer);
-  void CountEviction(int64_t layer, int64_t evicted);
+  // After the oldest window token left: the next oldest is one slot on, round the ring.
+  void AdvanceRing(int64_t& head) const;
 
   Params params_;
   std::vector<int64_t> ring_heads_;  // per layer

@@ -231,10 +231,7 @@ void TreeKvPolicy::Keep(KvCache& cache, int64_t layer, LayerState& state,
     }
   }
   KeepSlots(cache, layer, kept, k);
-  if (layer == 0) {
-    stats_.evicted_tokens += length - k;
-    if (length > k) ++stats_.compression_events;
-  }
+  CountEviction(layer, length - k);
 }
 
 at::Tensor TreeKvPolicy::AveragedAttention(int64_t layer) const {

@@ -42,4 +42,8 @@ std::unique_ptr<AttentionBackend> MakeReferenceAttention();
 // everything else through the reference.
 std::unique_ptr<AttentionBackend> MakeCudaAttention();
 
+// The backend a model on `device` attends with: the CUDA one on CUDA (in CUDA builds), else the
+// reference.
+std::unique_ptr<AttentionBackend> MakeDefaultAttention(at::Device device);
+
 }  // namespace kvserve

@@ -196,6 +196,11 @@ at::Tensor SegmentBlocksMask(const SegmentBlocks& sb, int64_t n, int64_t m) {
   return at::where(dense, causal.unsqueeze(0), own.unsqueeze(0) | per_query) & causal;
 }
 
+int64_t CausalPairs(int64_t kv_heads, int64_t n, int64_t m) {
+  // Query j of the n sees m - n + j + 1 keys.
+  return kv_heads * (n * (m - n) + n * (n + 1) / 2);
+}
+
 AttendedKeys CountAttendedKeys(const SegmentBlocks& sb, int64_t n, int64_t m) {
   const int64_t kv_heads = sb.blocks.size(0), s = sb.segment_size, b = sb.block_size;
   const int64_t held = m - n, offset = sb.first_query - held;
@@ -207,8 +212,7 @@ AttendedKeys CountAttendedKeys(const SegmentBlocks& sb, int64_t n, int64_t m) {
   AttendedKeys count;
   for (int64_t i = 0; i * s < n; ++i) {
     const int64_t first = i * s, len = std::min(s, n - first);
-    // Query j of the chunk sees held + j + 1 keys causally.
-    const int64_t causal = kv_heads * (len * (held + 1) + (2 * first + len - 1) * len / 2);
+    const int64_t causal = CausalPairs(kv_heads, len, held + first + len);
     count.causal += causal;
     count.attended += dense[i].item<int64_t>() != 0
                           ? causal
@@ -242,8 +246,7 @@ at::Tensor CritiPrefillAttend(const at::Tensor& queries, const at::Tensor& keys,
   // The block-sparse tensor-core kernel (prefill_and_heads.md §4.3); it gives no key mass, so
   // policies that want it keep the reference. Key j of m sits at position j + first_query - (m -
   // n).
-  if (key_mass == nullptr && cuda::PrefillKernelTakes(queries, keys, blocks.segment_size) &&
-      values.stride(2) == 1 && values.stride(1) == values.size(2)) {
+  if (key_mass == nullptr && cuda::PrefillKernelTakes(queries, keys, values, blocks.segment_size)) {
     const int64_t offset = blocks.first_query - (keys.size(1) - queries.size(0));
     return cuda::PrefillAttention(queries, keys, values, blocks.blocks, blocks.dense,
                                   blocks.segment_size, blocks.block_size, offset);

@@ -98,6 +98,8 @@ struct AttendedKeys {
   int64_t causal = 0;
 };
 AttendedKeys CountAttendedKeys(const SegmentBlocks& blocks, int64_t n, int64_t m);
+// Dense causal attention's (query, key, KV head) pairs for the last n of m keys' queries.
+int64_t CausalPairs(int64_t kv_heads, int64_t n, int64_t m);
 
 // The oracle: attention of `queries` [n, num_heads, d] (rotated) over `keys` and `values`
 // [kv_heads, m, d] (rotated; every key the chunk may see, its own n last) restricted by `blocks`,

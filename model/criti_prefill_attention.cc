@@ -25,7 +25,7 @@ std::vector<AttentionOutput> AttendWithCritiPrefill(
     const CritiPrefillChunk chunk{first_queries[i], sequence ? sequence->prompt_tokens : 0};
     if (sequence == nullptr || !HasSparseSegments(chunk, n, layer, sequence->params)) {
       if (sequence != nullptr) {
-        const int64_t causal = in.keys.size(0) * (n * (m - n) + n * (n + 1) / 2);
+        const int64_t causal = CausalPairs(in.keys.size(0), n, m);
         sequence->keys.attended += causal;
         sequence->keys.causal += causal;
       }

@@ -17,14 +17,11 @@ namespace {
 
 bool DecodeKernelTakes(const AttentionInput& in) {
   const int64_t dim = in.queries.size(2), kv_heads = in.keys.size(0);
-  const auto rows_ok = [dim](const at::Tensor& t) {
-    return t.stride(2) == 1 && t.stride(1) == dim;
-  };
   return in.queries.size(0) == 1 && KernelsTakeDType(in.queries.scalar_type()) &&
          in.keys.scalar_type() == in.queries.scalar_type() &&
          kernels::DecodeAttentionSupports(static_cast<int32_t>(dim),
                                           static_cast<int32_t>(in.queries.size(1) / kv_heads)) &&
-         rows_ok(in.keys) && rows_ok(in.values);
+         cuda::RowsContiguous(in.keys) && cuda::RowsContiguous(in.values);
 }
 
 class CudaAttention : public AttentionBackend {
@@ -38,8 +35,7 @@ class CudaAttention : public AttentionBackend {
         decode.push_back(i);
       } else if (PrefillWithoutPrefix(in)) {
         outputs[i] = {Sdpa(in), at::Tensor()};
-      } else if (!in.want_key_mass && cuda::PrefillKernelTakes(in.queries, in.keys, 0) &&
-                 in.values.stride(2) == 1 && in.values.stride(1) == in.queries.size(2)) {
+      } else if (!in.want_key_mass && cuda::PrefillKernelTakes(in.queries, in.keys, in.values, 0)) {
         outputs[i] = {cuda::PrefillAttention(in.queries, in.keys, in.values), at::Tensor()};
       } else {
         outputs[i] = reference_->Attend({&in, 1})[0];

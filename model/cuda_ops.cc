@@ -16,14 +16,15 @@ void Check(cudaError_t error, const char* what) {
   TORCH_CHECK(error == cudaSuccess, what, ": ", cudaGetErrorString(error));
 }
 
-bool PrefillKernelTakes(const at::Tensor& queries, const at::Tensor& keys, int64_t segment_size) {
+bool RowsContiguous(const at::Tensor& t) { return t.stride(2) == 1 && t.stride(1) == t.size(2); }
+
+bool PrefillKernelTakes(const at::Tensor& queries, const at::Tensor& keys, const at::Tensor& values,
+                        int64_t segment_size) {
   const int64_t dim = queries.size(2);
-  const auto rows_ok = [dim](const at::Tensor& t) {
-    return t.stride(2) == 1 && t.stride(1) == dim;
-  };
   return queries.is_cuda() &&
          (queries.scalar_type() == at::kHalf || queries.scalar_type() == at::kBFloat16) &&
-         keys.scalar_type() == queries.scalar_type() && rows_ok(keys) &&
+         keys.scalar_type() == queries.scalar_type() && RowsContiguous(keys) &&
+         RowsContiguous(values) &&
          kernels::PrefillAttentionSupports(kvserve::KernelDType(queries.scalar_type()),
                                            static_cast<int32_t>(dim),
                                            static_cast<int32_t>(segment_size));
@@ -33,8 +34,7 @@ at::Tensor PrefillAttention(const at::Tensor& queries, const at::Tensor& keys,
                             const at::Tensor& values, const at::Tensor& blocks,
                             const at::Tensor& dense, int64_t segment_size, int64_t block_size,
                             int64_t key_offset) {
-  TORCH_CHECK(PrefillKernelTakes(queries, keys, blocks.defined() ? segment_size : 0) &&
-                  values.stride(2) == 1 && values.stride(1) == queries.size(2),
+  TORCH_CHECK(PrefillKernelTakes(queries, keys, values, blocks.defined() ? segment_size : 0),
               "PrefillAttention: the kernel does not take these tensors");
   auto q = queries.contiguous();
   auto out = at::empty_like(q);

@@ -15,12 +15,16 @@ cudaStream_t CurrentStream();
 int MultiprocessorCount();
 // Throws (a c10::Error naming `what`) unless `error` is cudaSuccess.
 void Check(cudaError_t error, const char* what);
+// Whether a [heads, rows, dim] tensor has its rows contiguous and dense (the kernels' layout:
+// heads may sit at any stride, e.g. inside a larger cache buffer).
+bool RowsContiguous(const at::Tensor& t);
 
 // Causal prefill attention of a chunk on the tensor cores (kernels/prefill_attention.h):
 // queries [n, heads, dim], keys and values [kv_heads, m, dim] with rows of dim contiguous, the
 // chunk's n keys last. With `blocks` [kv_heads, segments, max_blocks] and `dense` [segments]
 // (int32, on the device), block-sparse per query segment. Returns [n, heads, dim].
-bool PrefillKernelTakes(const at::Tensor& queries, const at::Tensor& keys, int64_t segment_size);
+bool PrefillKernelTakes(const at::Tensor& queries, const at::Tensor& keys, const at::Tensor& values,
+                        int64_t segment_size);
 // `key_offset`: see kernels::PrefillAttentionArgs.
 at::Tensor PrefillAttention(const at::Tensor& queries, const at::Tensor& keys,
                             const at::Tensor& values, const at::Tensor& blocks = {},

@@ -62,7 +62,9 @@ class CudaDecodeRunner final : public DecodeRunner {
     const auto floats = at::TensorOptions().dtype(at::kFloat).device(device_);
     partial_out_ = at::empty({most.partial_out}, floats);
     partial_stats_ = at::empty({most.partial_stats}, floats);
-    EnsureRankRows(std::max<int64_t>(4096, config_.max_position_embeddings));
+    // IN-CACHE ranks stay below a cache's capacity (a budget plus a chunk), not the context: start
+    // small, Run grows the table when a request needs more.
+    EnsureRankRows(4096);
   }
 
   bool Accepts(std::span<const SequenceInput> batch) const override {
@@ -221,29 +223,29 @@ class CudaDecodeRunner final : public DecodeRunner {
     auto* sequences = reinterpret_cast<kernels::DecodeSequence*>(host);
     auto* lengths = reinterpret_cast<int32_t*>(host + lengths_offset_);
     auto* ids = reinterpret_cast<int64_t*>(host + ids_offset_);
-    const int64_t layers = config_.num_layers, kv_heads = config_.num_kv_heads;
+    const int64_t layers = config_.num_layers;
     std::fill(sequences, sequences + bucket, kernels::DecodeSequence{});
     std::fill(lengths, lengths + layers * bucket, 0);
     std::fill(ids, ids + bucket, 0);
     for (size_t i = 0; i < batch.size(); ++i) {
       const SequenceInput& in = batch[i];
       KvCache& cache = *in.cache;
-      const int64_t capacity = cache.capacity(), head_stride = capacity * config_.head_dim;
+      const KvCache::Layout layout = cache.layout();
       kernels::DecodeSequence& s = sequences[i];
-      s.keys = cache.storage().data_ptr();
-      s.values = static_cast<char*>(cache.storage().data_ptr()) +
-                 kv_heads * head_stride * cache.storage().element_size();
-      s.layer_stride = 2 * kv_heads * head_stride;
-      s.key_head_stride = s.value_head_stride = head_stride;
-      s.positions = cache.position_storage().data_ptr<int64_t>();
-      s.positions_layer_stride = kv_heads * capacity;
-      s.positions_head_stride = capacity;
+      s.keys = layout.keys;
+      s.values = layout.values;
+      s.layer_stride = layout.layer_stride;
+      s.key_head_stride = s.value_head_stride = layout.head_stride;
+      s.positions = layout.positions;
+      s.positions_layer_stride = layout.positions_layer_stride;
+      s.positions_head_stride = cache.capacity();
       if (plans[i].key_mass) {
+        // [layers, kv_heads, capacity] and [kv_heads, group, capacity] float32.
         s.key_mass = cache.key_mass_storage().data_ptr<float>();
-        s.mass_layer_stride = kv_heads * capacity;
-        s.mass_head_stride = capacity;
+        s.mass_layer_stride = layout.positions_layer_stride;
+        s.mass_head_stride = cache.capacity();
         s.logit_scratch = cache.logit_scratch().data_ptr<float>();
-        s.scratch_stride = capacity;
+        s.scratch_stride = cache.capacity();
       }
       s.position = cache.tokens_seen();
       if (in.policy->position_mode() == PositionMode::kOriginal) {

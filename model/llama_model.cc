@@ -76,13 +76,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
   } catch (const std::exception& e) {  // e.g. out of memory on the device
     return absl::ResourceExhaustedError(absl::StrCat("loading ", source, ": ", e.what()));
   }
-  if (attention == nullptr) {
-#ifdef KVSERVE_WITH_CUDA
-    attention = options.device.is_cuda() ? MakeCudaAttention() : MakeReferenceAttention();
-#else
-    attention = MakeReferenceAttention();
-#endif
-  }
+  if (attention == nullptr) attention = MakeDefaultAttention(options.device);
   return std::unique_ptr<LlamaModel>(
       new LlamaModel(std::move(config), options, std::move(weights), std::move(attention)));
 }

@@ -47,4 +47,12 @@ std::unique_ptr<AttentionBackend> MakeReferenceAttention() {
   return std::make_unique<ReferenceAttention>();
 }
 
+std::unique_ptr<AttentionBackend> MakeDefaultAttention(at::Device device) {
+#ifdef KVSERVE_WITH_CUDA
+  if (device.is_cuda()) return MakeCudaAttention();
+#endif
+  (void)device;
+  return MakeReferenceAttention();
+}
+
 }  // namespace kvserve
