@@ -26,6 +26,7 @@ __host__ __device__ __forceinline__ int NumSplits(int length, int max_splits) {
 }
 
 __device__ __forceinline__ int SlotRank(int slot, const DecodeSequence& s) {
+  if (s.slot_ranks != nullptr) return s.slot_ranks[slot];
   if (slot >= s.ring_begin && slot < s.ring_begin + s.ring_size) {
     int offset = (slot - s.ring_head) % s.ring_size;
     if (offset < 0) offset += s.ring_size;

@@ -50,6 +50,9 @@ struct DecodeSequence {
   int32_t ring_begin = 0;
   int32_t ring_size = 0;
   int32_t ring_head = 0;
+  // keys_rotated == 0 only: when not nullptr, the rank of slot i is slot_ranks[i] (device memory,
+  // one entry per held slot, the same for every layer and head), and the ring is ignored.
+  const int32_t* slot_ranks = nullptr;
 };
 
 struct DecodeShape {
