@@ -3,6 +3,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -43,29 +44,93 @@ kernels::EvictionEntry Entry(KvCache& cache, const BatchedDecodeStep& step) {
   return e;
 }
 
+kernels::ChainEntry Chain(KvCache& cache, const BatchedDecodeStep& step) {
+  const KvCache::Layout layout = cache.layout();
+  const at::Tensor& mass = cache.key_mass_storage();
+  const int64_t chain = static_cast<int64_t>(step.chain.size());
+  TORCH_CHECK(step.scores.defined() && step.scores.is_contiguous() &&
+                  step.scores.size(2) == cache.capacity() && mass.defined() &&
+                  chain <= kernels::kMaxChain,
+              "batched decode maintenance: kSlotChain needs scores, the key mass and a chain of at "
+              "most ",
+              kernels::kMaxChain, " slots");
+  kernels::ChainEntry e;
+  e.keys = layout.keys;
+  e.values = layout.values;
+  e.layer_stride = layout.layer_stride;
+  e.head_stride = layout.head_stride;
+  e.positions = layout.positions;
+  e.scores = step.scores.data_ptr<float>();
+  e.counts = step.counts.defined() ? step.counts.data_ptr<float>() : nullptr;
+  e.key_mass = mass.data_ptr<float>();
+  // Scores, counts and key mass are [layers, kv_heads, capacity], laid out as the positions.
+  e.stat_layer_stride = layout.positions_layer_stride;
+  e.stat_head_stride = cache.capacity();
+  e.length = static_cast<int32_t>(cache.length(0));
+  e.score_decay = step.score_decay;
+  // The key mass is the group sum, or the group max when the attention was asked for it.
+  e.mass_scale = step.reduction == BatchedDecodeStep::GroupReduction::kMean
+                     ? 1.0f / static_cast<float>(cache.logit_scratch().size(1))
+                     : 1.0f;
+  e.chain_length = static_cast<int32_t>(chain);
+  e.last_hop = static_cast<kernels::LastHop>(step.last_hop);
+  e.left = step.left;
+  e.right = step.right;
+  std::copy(step.chain.begin(), step.chain.end(), e.chain);
+  return e;
+}
+
+// One host-to-device copy of `entries` (device memory stays alive until the kernel ran: the
+// caching allocator reuses it only after the stream's later work).
+template <typename Entry>
+at::Tensor ToDevice(const std::vector<Entry>& entries, at::Device device) {
+  const int64_t bytes = static_cast<int64_t>(entries.size() * sizeof(Entry));
+  auto host = at::empty({bytes}, at::TensorOptions().dtype(at::kByte));
+  std::memcpy(host.data_ptr(), entries.data(), bytes);
+  return host.to(device);
+}
+
 }  // namespace
 
 void ApplyBatchedDecodeSteps(std::span<KvCache* const> caches,
                              std::span<const BatchedDecodeStep* const> steps) {
   TORCH_CHECK(caches.size() == steps.size(), "ApplyBatchedDecodeSteps: one step per cache");
-  std::vector<kernels::EvictionEntry> entries;
+  std::vector<kernels::EvictionEntry> evictions;
+  std::vector<kernels::ChainEntry> chains;
   for (size_t i = 0; i < caches.size(); ++i) {
-    if (steps[i]->rule != BatchedDecodeStep::Rule::kAppendOnly) {
-      entries.push_back(Entry(*caches[i], *steps[i]));
+    switch (steps[i]->rule) {
+      case BatchedDecodeStep::Rule::kAppendOnly:
+        break;
+      case BatchedDecodeStep::Rule::kSlotChain:
+        chains.push_back(Chain(*caches[i], *steps[i]));
+        break;
+      default:
+        evictions.push_back(Entry(*caches[i], *steps[i]));
     }
   }
-  if (entries.empty()) return;
+  if (evictions.empty() && chains.empty()) return;
   const KvCacheShape& shape = caches[0]->shape();
-  const int64_t bytes = static_cast<int64_t>(entries.size() * sizeof(kernels::EvictionEntry));
-  auto host = at::empty({bytes}, at::TensorOptions().dtype(at::kByte));
-  std::memcpy(host.data_ptr(), entries.data(), bytes);
-  auto device = host.to(shape.device);
-  const cudaError_t error = kernels::EvictOneToken(
-      KernelDType(shape.dtype), static_cast<int32_t>(shape.head_dim),
-      static_cast<int32_t>(shape.num_kv_heads), static_cast<int32_t>(shape.num_layers),
-      static_cast<const kernels::EvictionEntry*>(device.data_ptr()),
-      static_cast<int32_t>(entries.size()), at::cuda::getCurrentCUDAStream().stream());
-  TORCH_CHECK(error == cudaSuccess, "EvictOneToken kernel: ", cudaGetErrorString(error));
+  const auto dtype = KernelDType(shape.dtype);
+  const auto head_dim = static_cast<int32_t>(shape.head_dim);
+  const auto kv_heads = static_cast<int32_t>(shape.num_kv_heads);
+  const auto layers = static_cast<int32_t>(shape.num_layers);
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream().stream();
+  if (!evictions.empty()) {
+    auto device = ToDevice(evictions, shape.device);
+    const cudaError_t error =
+        kernels::EvictOneToken(dtype, head_dim, kv_heads, layers,
+                               static_cast<const kernels::EvictionEntry*>(device.data_ptr()),
+                               static_cast<int32_t>(evictions.size()), stream);
+    TORCH_CHECK(error == cudaSuccess, "EvictOneToken kernel: ", cudaGetErrorString(error));
+  }
+  if (!chains.empty()) {
+    auto device = ToDevice(chains, shape.device);
+    const cudaError_t error =
+        kernels::MoveAlongChains(dtype, head_dim, kv_heads, layers,
+                                 static_cast<const kernels::ChainEntry*>(device.data_ptr()),
+                                 static_cast<int32_t>(chains.size()), stream);
+    TORCH_CHECK(error == cudaSuccess, "MoveAlongChains kernel: ", cudaGetErrorString(error));
+  }
 }
 
 }  // namespace kvserve

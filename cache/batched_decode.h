@@ -1,5 +1,6 @@
 // Applies decode-step maintenance planned by policies (CachePolicy::PlanBatchedDecode) to many
-// requests and every layer in one kernel launch (kernels/decode_maintenance.h). CUDA builds only.
+// requests and every layer in one kernel launch per kind of rule (kernels/decode_maintenance.h).
+// CUDA builds only.
 #pragma once
 
 #include <span>
@@ -11,8 +12,8 @@ namespace kvserve {
 
 // caches[i] gets steps[i] (kAppendOnly steps are skipped). Each cache's lengths still count the
 // step's new token; its policy's CommitBatchedDecode does the bookkeeping afterwards. A
-// kLowestScore step reads the step's key mass from the cache's key_mass_storage(). REQUIRES: CUDA
-// caches of one shape, every layer equally long.
+// kLowestScore or kSlotChain step reads the step's key mass from the cache's key_mass_storage().
+// REQUIRES: CUDA caches of one shape, every layer equally long.
 void ApplyBatchedDecodeSteps(std::span<KvCache* const> caches,
                              std::span<const BatchedDecodeStep* const> steps);
 

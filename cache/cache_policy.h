@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
+#include <vector>
 
 #include "cache/kv_cache.h"
 
@@ -37,11 +39,16 @@ struct LayerStep {
 // Where the RoPE rank of an IN-CACHE slot comes from: rank = slot, except in the ring of slots
 // [begin, begin + size), which holds a window whose oldest token is in slot `head`:
 // rank = begin + (slot - head) mod size. A policy that evicts the oldest window token by writing
-// the new token into its slot (StreamingLLM) keeps a ring; the others keep temporal slot order.
+// the new token into its slot (StreamingLLM) keeps a ring; one whose slot order is neither
+// temporal nor one ring (Cascading's circular sub-caches, TreeKV's tree) gives `ranks` instead.
 struct RingLayout {
   int64_t begin = 0;
   int64_t size = 0;
   int64_t head = 0;
+  // When not empty: slot i < ranks.size() has rank ranks[i] (the ring is ignored) and later slots
+  // (a step's new tokens) rank = slot. The same for every head; owned by the policy, valid until
+  // its next Update or CommitBatchedDecode.
+  std::span<const int32_t> ranks;
 };
 
 // The ranks of slots [0, length) under `ring`: [length] int64 on `device`.
@@ -54,13 +61,34 @@ struct BatchedDecodeStep {
     kAppendOnly,   // nothing to evict this step
     kRingVictim,   // the token in `ring_victim` leaves in every layer and head
     kLowestScore,  // scores += key mass; when `evict`, the lowest-scored old token leaves per head
+    kSlotChain,    // scores (and counts) updated from the key mass, then tokens moved along `chain`
+  };
+  // How the last hop of a kSlotChain is decided, per layer and KV head (all earlier hops happen).
+  enum class LastHop {
+    kAlways,
+    kIfNotWorse,   // if the score of the token arriving >= the score of the one it replaces
+    kIfLeftWins,   // if S/C of slot `left` > S/C of slot `right` (before any move)
+    kIfRightWins,  // otherwise
   };
   Rule rule = Rule::kAppendOnly;
   int64_t ring_victim = 0;
-  at::Tensor scores;                // kLowestScore: [layers, kv_heads, capacity] float32
+  at::Tensor scores;  // kLowestScore, kSlotChain: [layers, kv_heads, capacity] float32
   int64_t min_recent_position = 0;  // kLowestScore: tokens at positions >= this stay
   bool evict = false;               // kLowestScore
-  bool wants_key_mass() const { return rule == Rule::kLowestScore; }
+  // kSlotChain. First every held slot's score becomes score_decay * score + m (the new token's:
+  // m) with m the step's attention on it reduced over the group's query heads by `reduction`, and
+  // its count (when `counts` [layers, kv_heads, capacity] float32 is defined) count + 1 (the new
+  // token's: 1). Then the token in chain[0] moves to chain[1], the one it displaces to chain[2],
+  // and so on; the token displaced from the last slot leaves, and so does the one that would have
+  // made a last hop that `last_hop` refuses. Slots, scores, counts and positions move together.
+  enum class GroupReduction { kSum, kMean, kMax };
+  at::Tensor counts;
+  float score_decay = 1;
+  GroupReduction reduction = GroupReduction::kSum;
+  std::vector<int32_t> chain;
+  LastHop last_hop = LastHop::kAlways;
+  int32_t left = 0, right = 0;  // kIfLeftWins / kIfRightWins
+  bool wants_key_mass() const { return rule == Rule::kLowestScore || rule == Rule::kSlotChain; }
 };
 
 // Counters a policy keeps for usage reports and metrics.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "cache/policy_params.h"
 #include "cache/policy_tensors.h"
@@ -87,29 +88,35 @@ PolicyDescription CascadingPolicy::Describe() {
             "0 (max)"}}};
 }
 
-CascadingPolicy::CascadingPolicy(const CascadingParams& params) : params_(params) {
-  schedule_.start.assign(params.num_cascades, 0);
-  schedule_.stored.assign(params.num_cascades, 0);
+CascadingPolicy::CascadingPolicy(const CascadingParams& params)
+    : params_(params),
+      layout_(Schedule{0, std::vector<int64_t>(params.num_cascades, 0),
+                       std::vector<int64_t>(params.num_cascades, 0)}) {}
+
+const at::Tensor& CascadingPolicy::ScoreStorage(const KvCache& cache) {
+  if (!scores_.defined()) {
+    const KvCacheShape& shape = cache.shape();
+    scores_ = at::zeros({shape.num_layers, shape.num_kv_heads, cache.capacity()},
+                        at::TensorOptions().dtype(at::kFloat).device(shape.device));
+  }
+  return scores_;
+}
+
+RingLayout CascadingPolicy::ring_layout(int64_t layer) const {
+  RingLayout layout;
+  layout.ranks = layout_.ranks(layer);
+  return layout;
 }
 
 void CascadingPolicy::Update(KvCache& cache, const LayerStep& step) {
   const int64_t layer = step.layer, length = cache.length(layer), n = step.new_tokens;
   const int64_t held = length - n, kv_heads = cache.shape().num_kv_heads;
   stats_.peak_tokens = std::max(stats_.peak_tokens, length);
-  if (static_cast<int64_t>(scores_.size()) < cache.shape().num_layers) {
-    scores_.resize(cache.shape().num_layers);
-    score_length_.resize(cache.shape().num_layers, 0);
-  }
-  // The schedule advances once per step, not per layer: the first layer of a new step commits the
-  // state the previous step computed.
+  at::Tensor storage = ScoreStorage(cache)[layer];
   const int64_t seen = cache.tokens_seen();
-  if (next_schedule_tokens_ == seen) {
-    schedule_ = next_schedule_;
-    schedule_tokens_ = seen;
-  }
-  TORCH_CHECK(schedule_tokens_ == seen && score_length_[layer] == held, "CascadingPolicy: layer ",
-              layer, " out of step (", held, " held, ", score_length_[layer],
-              " scored; tokens_seen ", seen, ")");
+  Schedule schedule = layout_.Begin(layer, cache.shape().num_layers, seen);
+  TORCH_CHECK(static_cast<int64_t>(layout_.ranks(layer).size()) == held, "CascadingPolicy: layer ",
+              layer, " holds ", held, " tokens, the schedule ", layout_.ranks(layer).size());
 
   // Per query head Σ_i β^{n−1−i}·a[i, h, j], then the group reduction (§1.5, §0.5 item 12).
   const double beta = params_.ema_decay;
@@ -118,111 +125,146 @@ void CascadingPolicy::Update(KvCache& cache, const LayerStep& step) {
   auto per_head = at::matmul(probs.transpose(2, 3), weights.to(probs.options()));
   auto stat = params_.head_reduction == CascadingParams::HeadReduction::kMax ? per_head.amax(1)
                                                                              : per_head.mean(1);
-  const std::vector<float> attended = ToHost(stat);  // [kv_heads * length]
+  std::vector<float> scores = ToHost(stat);  // [kv_heads * length]
+  const std::vector<float> old = ToHost(storage.narrow(1, 0, held));
   const float decay = static_cast<float>(std::pow(beta, static_cast<double>(n)));
-  std::vector<float> scores(attended);
-  const std::vector<float>& old = scores_[layer];
   for (int64_t h = 0; h < kv_heads; ++h) {
     for (int64_t j = 0; j < held; ++j) scores[h * length + j] += decay * old[h * held + j];
   }
 
-  Schedule schedule = schedule_;
-  const std::vector<int64_t> kept = Insert(schedule, scores, kv_heads, held, length, seen);
-  const int64_t k = static_cast<int64_t>(kept.size()) / kv_heads;
-  std::vector<float>& next = scores_[layer];
-  next.assign(kv_heads * k, 0.0f);
+  // content[h * length + s]: the step's slot whose token cache slot s holds in head h.
+  std::vector<int64_t> content(kv_heads * length);
   for (int64_t h = 0; h < kv_heads; ++h) {
-    for (int64_t r = schedule.sinks; r < k; ++r)
-      next[h * k + r] = scores[h * length + kept[h * k + r]];
+    std::iota(content.begin() + h * length, content.begin() + (h + 1) * length, 0);
   }
-  score_length_[layer] = k;
+  for (int64_t slot = held; slot < length; ++slot) {
+    const Insertion insertion = Insert(schedule, slot, seen + slot - held);
+    const std::vector<int32_t>& chain = insertion.chain;
+    const int64_t hops = static_cast<int64_t>(chain.size()) - 1;
+    for (int64_t h = 0; h < kv_heads && hops > 0; ++h) {
+      int64_t* c = content.data() + h * length;
+      const float* score = scores.data() + h * length;
+      // A tie goes to the newer, incoming token.
+      const bool last = !insertion.competes || score[c[chain[hops - 1]]] >= score[c[chain[hops]]];
+      int64_t carried = c[chain[0]];
+      for (int64_t k = 1; k <= (last ? hops : hops - 1); ++k) std::swap(carried, c[chain[k]]);
+    }
+  }
+
+  std::vector<int32_t> ranks = Ranks(schedule);
+  const int64_t k = static_cast<int64_t>(ranks.size());
+  std::vector<int64_t> kept(kv_heads * k);
+  auto next = at::zeros({kv_heads, k}, at::TensorOptions().dtype(at::kFloat));
+  float* next_scores = next.data_ptr<float>();
+  for (int64_t h = 0; h < kv_heads; ++h) {
+    for (int64_t r = 0; r < k; ++r) {
+      kept[h * k + r] = content[h * length + r];
+      next_scores[h * k + r] = scores[h * length + kept[h * k + r]];
+    }
+  }
   KeepSlots(cache, layer, kept, k);
-  next_schedule_ = std::move(schedule);
-  next_schedule_tokens_ = seen + n;
+  storage.narrow(1, 0, k).copy_(next);
+  layout_.Finish(layer, seen + n, std::move(schedule), std::move(ranks));
   CountEviction(layer, length - k);
 }
 
-std::vector<int64_t> CascadingPolicy::Insert(Schedule& schedule, const std::vector<float>& scores,
-                                             int64_t kv_heads, int64_t held, int64_t length,
-                                             int64_t first_token) const {
+CascadingPolicy::Insertion CascadingPolicy::Insert(Schedule& schedule, int64_t slot,
+                                                   int64_t p) const {
   const int64_t cascades = params_.num_cascades, width = params_.cascade_tokens;
-  const int64_t sinks = params_.sink_tokens, slots = cascades * width;
-  // phys[h * slots + t]: the cache slot of the token in physical slot t of head h. Before the step
-  // the cache is in temporal order, so occupied physical slots map to their rank (§1.6).
-  std::vector<int64_t> phys(kv_heads * slots, -1);
-  int64_t rank = schedule.sinks;
-  for (int64_t i = cascades - 1; i >= 0; --i) {
-    for (int64_t j = 0; j < schedule.stored[i]; ++j) {
-      const int64_t t = i * width + (schedule.start[i] + j) % width;
-      for (int64_t h = 0; h < kv_heads; ++h) phys[h * slots + t] = rank + j;
-    }
-    rank += schedule.stored[i];
+  const int64_t sinks = params_.sink_tokens;
+  Insertion out;
+  if (schedule.sinks < sinks) {
+    ++schedule.sinks;  // sinks are the stream's first tokens: they already sit in slots 0..S−1
+    out.grows = true;
+    return out;
   }
-  TORCH_CHECK(rank == held, "CascadingPolicy: ", held, " held tokens but the schedule has ", rank);
-
-  std::vector<int64_t> cand(kv_heads);
-  // §1.4, vectorised over heads: the schedule is shared, only competitions differ per head.
-  auto insert = [&](int64_t slot, int64_t p) {
-    if (schedule.sinks < sinks) {
-      ++schedule.sinks;  // sinks are the stream's first tokens: they already sit in slots 0..S−1
-      return;
+  const int64_t offset = p - sinks;
+  const bool eager = p < sinks + cascades * width;  // [D] `<`, the reference uses `<=`
+  out.chain.push_back(static_cast<int32_t>(slot));
+  auto to = [&](int64_t s) { out.chain.push_back(static_cast<int32_t>(s)); };
+  for (int64_t i = 0; i < cascades; ++i) {
+    int64_t& start = schedule.start[i];
+    int64_t& stored = schedule.stored[i];
+    const int64_t base = sinks + i * width;
+    if (eager || offset % (int64_t{1} << i) == 0) {
+      if (stored < width) {
+        // Room after the newest: the first free slot, since the buffers fill in order.
+        to(base + start + stored);
+        ++stored;
+        out.grows = true;
+        return out;
+      }
+      to(base + start);  // the oldest is displaced and offered downstream
+      start = (start + 1) % width;
+      continue;
     }
-    const int64_t offset = p - sinks;
-    const bool eager = p < sinks + slots;  // [D] `<`, the reference uses `<=`
-    std::fill(cand.begin(), cand.end(), slot);
-    for (int64_t i = 0; i < cascades; ++i) {
-      int64_t& start = schedule.start[i];
-      int64_t& stored = schedule.stored[i];
-      const int64_t base = i * width;
-      if (eager || offset % (int64_t{1} << i) == 0) {
-        if (stored < width) {
-          for (int64_t h = 0; h < kv_heads; ++h) phys[h * slots + base + start + stored] = cand[h];
-          ++stored;
-          return;
-        }
-        for (int64_t h = 0; h < kv_heads; ++h) std::swap(phys[h * slots + base + start], cand[h]);
-        start = (start + 1) % width;
-        continue;  // the evicted oldest token is offered downstream
-      }
-      if (stored == 0) {
-        for (int64_t h = 0; h < kv_heads; ++h) phys[h * slots + base] = cand[h];
-        stored = 1;
-        return;
-      }
-      const int64_t newest = base + Mod(start - 1, stored);
-      for (int64_t h = 0; h < kv_heads; ++h) {
-        int64_t& target = phys[h * slots + newest];
-        // A tie goes to the newer, incoming token.
-        if (scores[h * length + cand[h]] >= scores[h * length + target]) target = cand[h];
-      }
-      return;
+    if (stored == 0) {
+      to(base);
+      stored = 1;
+      out.grows = true;
+      return out;
     }
-    // Fell off the last sub-cache: dropped.
-  };
-  for (int64_t slot = held; slot < length; ++slot) insert(slot, first_token + slot - held);
-
-  int64_t kept = schedule.sinks;
-  for (int64_t i = 0; i < cascades; ++i) kept += schedule.stored[i];
-  std::vector<int64_t> order(kv_heads * kept);
-  for (int64_t h = 0; h < kv_heads; ++h) {
-    int64_t* out = order.data() + h * kept;
-    for (int64_t s = 0; s < schedule.sinks; ++s) *out++ = s;
-    for (int64_t i = cascades - 1; i >= 0; --i) {
-      for (int64_t j = 0; j < schedule.stored[i]; ++j) {
-        *out++ = phys[h * slots + i * width + (schedule.start[i] + j) % width];
-      }
-    }
+    to(base + Mod(start - 1, stored));  // compete with the most recently accepted token
+    out.competes = true;
+    return out;
   }
-  return order;
+  return out;  // fell off the last sub-cache: dropped
 }
 
-at::Tensor CascadingPolicy::Scores(int64_t layer) const {
-  const int64_t length = score_length_.at(layer);
-  const auto& scores = scores_.at(layer);
-  const int64_t kv_heads = length == 0 ? 0 : static_cast<int64_t>(scores.size()) / length;
-  auto out = at::empty({kv_heads, length}, at::TensorOptions().dtype(at::kFloat));
-  std::copy(scores.begin(), scores.end(), out.data_ptr<float>());
-  return out * static_cast<float>(1.0 - params_.ema_decay);
+std::vector<int32_t> CascadingPolicy::Ranks(const Schedule& schedule) const {
+  const int64_t width = params_.cascade_tokens, sinks = params_.sink_tokens;
+  int64_t held = schedule.sinks;
+  for (int64_t stored : schedule.stored) held += stored;
+  std::vector<int32_t> ranks(held);
+  std::iota(ranks.begin(), ranks.begin() + schedule.sinks, 0);
+  // Sub-cache C−1 holds the oldest tokens; inside one, circular order from start (§1.6). A
+  // sub-cache that is not full has start 0 and its tokens in its first slots.
+  int64_t older = schedule.sinks;
+  for (int64_t i = params_.num_cascades - 1; i >= 0; --i) {
+    const int64_t stored = schedule.stored[i];
+    for (int64_t t = 0; t < stored; ++t) {
+      ranks[sinks + i * width + t] =
+          static_cast<int32_t>(older + Mod(t - schedule.start[i], stored));
+    }
+    older += stored;
+  }
+  return ranks;
+}
+
+std::optional<BatchedDecodeStep> CascadingPolicy::PlanBatchedDecode(const KvCache& cache) {
+  const int64_t seen = cache.tokens_seen();
+  planned_ = layout_.Begin(0, cache.shape().num_layers, seen);
+  BatchedDecodeStep step;
+  step.rule = BatchedDecodeStep::Rule::kSlotChain;
+  step.scores = ScoreStorage(cache);
+  step.score_decay = static_cast<float>(params_.ema_decay);
+  step.reduction = params_.head_reduction == CascadingParams::HeadReduction::kMax
+                       ? BatchedDecodeStep::GroupReduction::kMax
+                       : BatchedDecodeStep::GroupReduction::kMean;
+  Insertion insertion = Insert(planned_, cache.length(0), seen);
+  step.chain = std::move(insertion.chain);
+  step.last_hop = insertion.competes ? BatchedDecodeStep::LastHop::kIfNotWorse
+                                     : BatchedDecodeStep::LastHop::kAlways;
+  step.evict = !insertion.grows;
+  return step;
+}
+
+void CascadingPolicy::CommitBatchedDecode(KvCache& cache, const BatchedDecodeStep& step) {
+  stats_.peak_tokens = std::max(stats_.peak_tokens, cache.length(0));
+  std::vector<int32_t> ranks = Ranks(planned_);
+  layout_.FinishAll(cache.tokens_seen() + 1, std::move(planned_), std::move(ranks));
+  if (!step.evict) return;
+  cache.Shrink(1);
+  CountEviction(0, 1);
+}
+
+at::Tensor CascadingPolicy::Scores(const KvCache& cache, int64_t layer) const {
+  const int64_t length = cache.length(layer);
+  if (!scores_.defined()) return at::zeros({cache.shape().num_kv_heads, length});
+  auto scores = scores_[layer].narrow(1, 0, length).to(at::kCPU).clone();
+  const int64_t sinks = std::min(params_.sink_tokens, length);
+  scores.narrow(1, 0, sinks).zero_();
+  return scores * static_cast<float>(1.0 - params_.ema_decay);
 }
 
 }  // namespace kvserve

@@ -11,6 +11,7 @@
 #include "cache/cache_policy.h"
 #include "cache/cache_spec.h"
 #include "cache/policy_factory.h"
+#include "cache/stepped_layout.h"
 
 namespace kvserve {
 
@@ -25,14 +26,17 @@ struct CascadingParams {
   int64_t budget() const { return sink_tokens + num_cascades * cascade_tokens; }
 };
 
-// Contract with the model (IN-CACHE positions): after every Update the layer's slots are in
-// temporal order — sinks, then sub-cache C−1 oldest→newest, …, sub-cache 0 oldest→newest — so slot
-// rank is the §1.6 position. The sub-caches' circular buffers exist only as bookkeeping
-// (start/stored per request, §1.2): a physical slot's cache index follows from them, so only the
-// per-(layer, KV head) scores are stored, aligned with the cache's slots.
+// Layout (IN-CACHE positions): slots [0, S) hold the sinks and sub-cache i's circular buffer is
+// the cache slots [S + i·W, S + (i + 1)·W), so a token never moves but along its cascade and a
+// step moves at most C + 1 tokens per head. The buffers fill in order, so held slots stay a
+// prefix. Ranks come from the data-independent start/stored (§1.6), one table for every layer and
+// head (ring_layout). Scores are per (layer, KV head), slot-aligned with the cache.
 //
-// Decisions (which token wins a competition) are made on the host from one [kv_heads, length]
-// statistic copied per layer and step; the kept slots go back as one KvCache::Keep.
+// A chunk (Update): the step's EMA statistic is recomputed from LayerStep::queries/keys (EMA
+// weights and the group max are not the backend's key mass), then the tokens are inserted in order
+// (§1.4) on the host, one KvCache::Keep. A decode step in a batch (PlanBatchedDecode): one token's
+// insertion is one chain of slots, its only per-head decision a competition at its end, so one
+// kernel applies it to every layer and head from the attention's key mass.
 // Stats: evicted_tokens counts tokens dropped or discarded; compression_events counts steps that
 // dropped at least one token (layer 0).
 class CascadingPolicy : public CachePolicy {
@@ -49,13 +53,14 @@ class CascadingPolicy : public CachePolicy {
   int64_t Capacity(int64_t max_step_tokens) const override {
     return params_.budget() + max_step_tokens;
   }
-  // Scores the step's attention (recomputed from LayerStep::queries/keys: EMA weights and the
-  // group max are not the backend's key mass), then inserts the step's tokens in order (§1.4).
   void Update(KvCache& cache, const LayerStep& step) override;
+  RingLayout ring_layout(int64_t layer) const override;
+  std::optional<BatchedDecodeStep> PlanBatchedDecode(const KvCache& cache) override;
+  void CommitBatchedDecode(KvCache& cache, const BatchedDecodeStep& step) override;
 
   // EMA scores of `layer`'s held slots as §1.5 defines them (the (1 − β) factor included), in slot
   // order, [kv_heads, length] float32 on the CPU; sinks read 0. For tests and debugging.
-  at::Tensor Scores(int64_t layer) const;
+  at::Tensor Scores(const KvCache& cache, int64_t layer) const;
 
  private:
   // The data-independent part of the state, one per request (§1.2).
@@ -63,23 +68,26 @@ class CascadingPolicy : public CachePolicy {
     int64_t sinks = 0;
     std::vector<int64_t> start, stored;
   };
+  // One token's insertion (§1.4): the chain of cache slots it starts in `slot`
+  // (BatchedDecodeStep), whether the last hop is a competition, and whether the cache grew.
+  struct Insertion {
+    std::vector<int32_t> chain;
+    bool competes = false;
+    bool grows = false;
+  };
 
-  // Inserts the step's tokens (slots held..length−1, the first of stream index `first_token`) into
-  // per-head physical buffers and returns, per head, the kept slots in temporal order
-  // [kv_heads * kept]. Advances `schedule`.
-  std::vector<int64_t> Insert(Schedule& schedule, const std::vector<float>& scores,
-                              int64_t kv_heads, int64_t held, int64_t length,
-                              int64_t first_token) const;
+  // Inserts token `p`, now in cache slot `slot`, into `schedule`.
+  Insertion Insert(Schedule& schedule, int64_t slot, int64_t p) const;
+  // The §1.6 rank of every held slot under `schedule`.
+  std::vector<int32_t> Ranks(const Schedule& schedule) const;
+  // Scores without the (1 − β) factor (so β = 1 still ranks: the factor is common to every score),
+  // [layers, kv_heads, capacity] float32 on the cache's device, allocated at the first use.
+  const at::Tensor& ScoreStorage(const KvCache& cache);
 
   CascadingParams params_;
-  Schedule schedule_;            // the state before the current step
-  int64_t schedule_tokens_ = 0;  // tokens_seen() that schedule_ belongs to
-  Schedule next_schedule_;       // the state after the step being applied to each layer
-  int64_t next_schedule_tokens_ = -1;
-  // Per layer: scores without the (1 − β) factor (so β = 1 still ranks: the factor is common to
-  // every score), [kv_heads * length] aligned with the cache's slots.
-  std::vector<std::vector<float>> scores_;
-  std::vector<int64_t> score_length_;
+  SteppedLayout<Schedule> layout_;
+  Schedule planned_;  // PlanBatchedDecode's schedule after the step
+  at::Tensor scores_;
 };
 
 }  // namespace kvserve

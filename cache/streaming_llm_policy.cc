@@ -59,7 +59,7 @@ void StreamingLlmPolicy::AdvanceRing(int64_t& head) const {
 RingLayout StreamingLlmPolicy::ring_layout(int64_t layer) const {
   const int64_t head =
       layer < static_cast<int64_t>(ring_heads_.size()) ? ring_heads_[layer] : params_.sink_tokens;
-  return {params_.sink_tokens, params_.window_tokens, head};
+  return {params_.sink_tokens, params_.window_tokens, head, {}};
 }
 
 void StreamingLlmPolicy::Update(KvCache& cache, const LayerStep& step) {

@@ -4,7 +4,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
-#include <deque>
+#include <numeric>
 
 #include "cache/policy_params.h"
 #include "cache/policy_tensors.h"
@@ -71,30 +71,117 @@ PolicyDescription TreeKvPolicy::Describe() {
        {"prefill_block", "block size b of the one-shot prompt compression and its window", "32"}}};
 }
 
+void TreeKvPolicy::EnsureStorage(const KvCache& cache) {
+  if (score_.defined()) return;
+  const KvCacheShape& shape = cache.shape();
+  const auto options = at::TensorOptions().dtype(at::kFloat).device(shape.device);
+  score_ = at::zeros({shape.num_layers, shape.num_kv_heads, cache.capacity()}, options);
+  count_ = at::ones({shape.num_layers, shape.num_kv_heads, cache.capacity()}, options);
+}
+
+RingLayout TreeKvPolicy::ring_layout(int64_t layer) const {
+  RingLayout layout;
+  layout.ranks = layout_.ranks(layer);
+  return layout;
+}
+
 void TreeKvPolicy::Update(KvCache& cache, const LayerStep& step) {
-  if (static_cast<int64_t>(layers_.size()) < cache.shape().num_layers) {
-    layers_.resize(cache.shape().num_layers);
-  }
-  LayerState& state = layers_[step.layer];
+  EnsureStorage(cache);
   const int64_t length = cache.length(step.layer), held = length - step.new_tokens;
   stats_.peak_tokens = std::max(stats_.peak_tokens, length);
-  TORCH_CHECK(held == state.sinks + state.tree + state.recent, "TreeKvPolicy: layer ", step.layer,
-              " holds ", held, " tokens, the policy expected ",
-              state.sinks + state.tree + state.recent);
+  const int64_t seen = cache.tokens_seen();
+  Structure structure = layout_.Begin(step.layer, cache.shape().num_layers, seen);
+  TORCH_CHECK(held == structure.sinks + structure.tree + structure.recent, "TreeKvPolicy: layer ",
+              step.layer, " holds ", held, " tokens, the policy expected ",
+              structure.sinks + structure.tree + structure.recent);
   const bool whole_prompt =
       held == 0 && (params_.prompt_tokens == 0 || step.new_tokens == params_.prompt_tokens);
   if (whole_prompt && length > params_.budget() && params_.tree_tokens >= params_.prefill_block) {
-    UpdatePrompt(cache, step, state);
+    UpdatePrompt(cache, step, structure);
   } else {
-    UpdateTokens(cache, step, state);
+    UpdateTokens(cache, step, structure);
   }
+  std::vector<int32_t> ranks = Ranks(structure);
+  layout_.Finish(step.layer, seen + step.new_tokens, std::move(structure), std::move(ranks));
 }
 
-void TreeKvPolicy::UpdateTokens(KvCache& cache, const LayerStep& step, LayerState& state) {
+TreeKvPolicy::Insertion TreeKvPolicy::Insert(Structure& s, int64_t slot) const {
+  Insertion out;
+  // The stream's first tokens fill the sinks, then the window, in slot order: `slot` is then the
+  // next free slot of its region.
+  if (s.sinks < params_.sink_tokens) {
+    ++s.sinks;
+    out.grows = true;
+    return out;
+  }
+  const int64_t window = params_.recent_tokens, sinks = params_.sink_tokens;
+  if (s.recent < window) {
+    ++s.recent;
+    out.grows = true;
+    return out;
+  }
+  auto to = [&](int64_t at) { out.chain.push_back(static_cast<int32_t>(at)); };
+  to(slot);
+  // The token leaving the window (or, without one, the new token) enters the tree.
+  int64_t entering = slot;
+  if (window > 0) {
+    entering = s.ring_head;
+    to(entering);  // the new token takes the oldest recent token's slot
+    s.ring_head = sinks + (s.ring_head - sinks + 1) % window;
+  }
+  if (s.tree < params_.tree_tokens) {
+    const int64_t free = sinks + window + s.tree;  // == slot: nothing was evicted yet
+    if (window > 0) to(free);
+    s.tree_slots.push_back(static_cast<int32_t>(free));
+    ++s.tree;
+    out.grows = true;
+    return out;
+  }
+  // Algorithm 1 over the tree and the entering token: scope {idx, idx + 1}; the left token
+  // survives only if strictly better.
+  const int64_t idx = s.pointer;
+  if (idx + 1 < params_.tree_tokens) {
+    // The survivor ends in the right token's slot, the entering token in the left one's: the
+    // freed slot (the left) is the same in every head, and becomes the tree's newest.
+    const int32_t left = s.tree_slots[idx], right = s.tree_slots[idx + 1];
+    to(left);
+    to(right);
+    out.last_hop = BatchedDecodeStep::LastHop::kIfLeftWins;
+    out.left = left;
+    out.right = right;
+    s.tree_slots.erase(s.tree_slots.begin() + idx);
+    s.tree_slots.push_back(left);
+  } else {
+    // The pair is the tree's newest and the entering token: the survivor takes the first's slot.
+    const int32_t left = s.tree_slots[idx];
+    to(left);
+    out.last_hop = BatchedDecodeStep::LastHop::kIfRightWins;
+    out.left = left;
+    out.right = static_cast<int32_t>(entering);
+  }
+  s.pointer = (s.pointer + 1) % params_.tree_tokens;
+  return out;
+}
+
+std::vector<int32_t> TreeKvPolicy::Ranks(const Structure& s) const {
+  std::vector<int32_t> ranks(s.sinks + s.tree + s.recent);
+  std::iota(ranks.begin(), ranks.begin() + s.sinks, 0);
+  for (int64_t q = 0; q < s.tree; ++q) ranks[s.tree_slots[q]] = static_cast<int32_t>(s.sinks + q);
+  const int64_t sinks = params_.sink_tokens;
+  for (int64_t t = 0; t < s.recent; ++t) {
+    const int64_t age = ((t - (s.ring_head - sinks)) % s.recent + s.recent) % s.recent;
+    ranks[sinks + t] = static_cast<int32_t>(s.sinks + s.tree + age);
+  }
+  return ranks;
+}
+
+void TreeKvPolicy::UpdateTokens(KvCache& cache, const LayerStep& step, Structure& structure) {
   TORCH_CHECK(step.key_mass.defined(), "TreeKvPolicy needs LayerStep::key_mass");
   const int64_t length = cache.length(step.layer), n = step.new_tokens, held = length - n;
   const int64_t kv_heads = cache.shape().num_kv_heads;
   std::vector<float> score = ToHost(step.key_mass);  // [kv_heads * length]
+  const std::vector<float> old_score = ToHost(score_[step.layer].narrow(1, 0, held));
+  const std::vector<float> old_count = ToHost(count_[step.layer].narrow(1, 0, held));
   std::vector<float> count(kv_heads * length);
   for (int64_t h = 0; h < kv_heads; ++h) {
     for (int64_t j = 0; j < length; ++j) {
@@ -102,57 +189,47 @@ void TreeKvPolicy::UpdateTokens(KvCache& cache, const LayerStep& step, LayerStat
       // Query i of the step sits at slot held + i and sees slots <= held + i.
       count[at] = static_cast<float>(j < held ? n : n - (j - held));
       if (j < held) {
-        score[at] += state.score[h * held + j];
-        count[at] += state.count[h * held + j];
+        score[at] += old_score[h * held + j];
+        count[at] += old_count[h * held + j];
       }
     }
   }
-  auto averaged = [&](int64_t h, int64_t slot) {
-    const int64_t at = h * length + slot;
-    return static_cast<double>(score[at]) / static_cast<double>(count[at]);
-  };
 
-  // Sinks and the recent window hold the same slots in every head; only the tree differs.
-  std::deque<int64_t> recent;
-  for (int64_t s = state.sinks + state.tree; s < held; ++s) recent.push_back(s);
-  std::vector<std::vector<int64_t>> tree(kv_heads);
-  for (auto& t : tree) {
-    for (int64_t s = state.sinks; s < state.sinks + state.tree; ++s) t.push_back(s);
+  // content[h * length + s]: the step's slot whose token cache slot s holds in head h.
+  std::vector<int64_t> content(kv_heads * length);
+  for (int64_t h = 0; h < kv_heads; ++h) {
+    std::iota(content.begin() + h * length, content.begin() + (h + 1) * length, 0);
   }
   for (int64_t slot = held; slot < length; ++slot) {
-    if (state.sinks < params_.sink_tokens) {
-      ++state.sinks;  // the stream's first tokens: slot == state.sinks before the increment
-      continue;
+    const Insertion insertion = Insert(structure, slot);
+    const std::vector<int32_t>& chain = insertion.chain;
+    const int64_t hops = static_cast<int64_t>(chain.size()) - 1;
+    for (int64_t h = 0; h < kv_heads && hops > 0; ++h) {
+      int64_t* c = content.data() + h * length;
+      auto averaged = [&](int64_t at) {
+        return static_cast<double>(score[h * length + c[at]]) /
+               static_cast<double>(count[h * length + c[at]]);
+      };
+      bool last = true;
+      if (insertion.last_hop != BatchedDecodeStep::LastHop::kAlways) {
+        const bool left_wins = averaged(insertion.left) > averaged(insertion.right);
+        last = left_wins == (insertion.last_hop == BatchedDecodeStep::LastHop::kIfLeftWins);
+      }
+      int64_t carried = c[chain[0]];
+      for (int64_t k = 1; k <= (last ? hops : hops - 1); ++k) std::swap(carried, c[chain[k]]);
     }
-    recent.push_back(slot);
-    if (static_cast<int64_t>(recent.size()) <= params_.recent_tokens) continue;
-    for (auto& t : tree) t.push_back(recent.front());
-    recent.pop_front();
-    if (++state.tree <= params_.tree_tokens) continue;
-    // Algorithm 1: scope {idx, idx + 1}; the left token survives only if strictly better.
-    const int64_t idx = state.pointer;
-    for (int64_t h = 0; h < kv_heads; ++h) {
-      auto& t = tree[h];
-      const bool keep_left = averaged(h, t[idx]) > averaged(h, t[idx + 1]);
-      t.erase(t.begin() + idx + (keep_left ? 1 : 0));
-    }
-    --state.tree;
-    state.pointer = (state.pointer + 1) % params_.tree_tokens;
   }
-  state.recent = static_cast<int64_t>(recent.size());
 
-  const int64_t kept = state.sinks + state.tree + state.recent;
-  std::vector<int64_t> order;
-  order.reserve(kv_heads * kept);
+  const int64_t kept = structure.sinks + structure.tree + structure.recent;
+  std::vector<int64_t> order(kv_heads * kept);
   for (int64_t h = 0; h < kv_heads; ++h) {
-    for (int64_t s = 0; s < state.sinks; ++s) order.push_back(s);
-    order.insert(order.end(), tree[h].begin(), tree[h].end());
-    order.insert(order.end(), recent.begin(), recent.end());
+    std::copy(content.begin() + h * length, content.begin() + h * length + kept,
+              order.begin() + h * kept);
   }
-  Keep(cache, step.layer, state, order, score, count);
+  Keep(cache, step.layer, order, score, count);
 }
 
-void TreeKvPolicy::UpdatePrompt(KvCache& cache, const LayerStep& step, LayerState& state) {
+void TreeKvPolicy::UpdatePrompt(KvCache& cache, const LayerStep& step, Structure& structure) {
   const int64_t n = cache.length(step.layer), kv_heads = cache.shape().num_kv_heads;
   const int64_t b = params_.prefill_block;
   // The observation window: the last b prompt queries; a token's score is their mean attention,
@@ -198,50 +275,79 @@ void TreeKvPolicy::UpdatePrompt(KvCache& cache, const LayerStep& step, LayerStat
   std::vector<int64_t> order;
   order.reserve(kv_heads * kept);
   // Initial S_j: the token's own window score for sinks and recent, its block's score in the tree;
-  // C_j = 1 (§2.4 [D]).
+  // C_j = 1 (§2.4 [D]). Slots: sinks, the window (its ring not yet turned), the tree in order.
   std::vector<float> score(stat), count(kv_heads * n, 1.0f);
   for (int64_t h = 0; h < kv_heads; ++h) {
     for (int64_t s = 0; s < sinks; ++s) order.push_back(s);
+    for (int64_t s = span_end; s < n; ++s) order.push_back(s);
     for (int64_t k : kept_blocks[h]) {
       for (int64_t j = first + k * b; j < first + (k + 1) * b; ++j) {
         order.push_back(j);
         score[h * n + j] = block_score[h * blocks + k];
       }
     }
-    for (int64_t s = span_end; s < n; ++s) order.push_back(s);
   }
-  state.sinks = sinks;
-  state.tree = tree;
-  state.recent = recent;
-  state.pointer = 0;  // decode restarts with idx = 1 (1-based)
-  Keep(cache, step.layer, state, order, score, count);
+  structure.sinks = sinks;
+  structure.tree = tree;
+  structure.recent = recent;
+  structure.pointer = 0;  // decode restarts with idx = 1 (1-based)
+  structure.ring_head = params_.sink_tokens;
+  structure.tree_slots.resize(tree);
+  std::iota(structure.tree_slots.begin(), structure.tree_slots.end(),
+            static_cast<int32_t>(sinks + recent));
+  Keep(cache, step.layer, order, score, count);
 }
 
-void TreeKvPolicy::Keep(KvCache& cache, int64_t layer, LayerState& state,
-                        const std::vector<int64_t>& kept, const std::vector<float>& score,
-                        const std::vector<float>& count) {
+void TreeKvPolicy::Keep(KvCache& cache, int64_t layer, const std::vector<int64_t>& kept,
+                        const std::vector<float>& score, const std::vector<float>& count) {
   const int64_t length = cache.length(layer), kv_heads = cache.shape().num_kv_heads;
   const int64_t k = static_cast<int64_t>(kept.size()) / kv_heads;
-  state.score.resize(kv_heads * k);
-  state.count.resize(kv_heads * k);
-  for (int64_t h = 0; h < kv_heads; ++h) {
-    for (int64_t r = 0; r < k; ++r) {
-      state.score[h * k + r] = score[h * length + kept[h * k + r]];
-      state.count[h * k + r] = count[h * length + kept[h * k + r]];
-    }
+  const auto options = at::TensorOptions().dtype(at::kFloat);
+  auto kept_score = at::empty({kv_heads, k}, options),
+       kept_count = at::empty({kv_heads, k}, options);
+  float* s = kept_score.data_ptr<float>();
+  float* c = kept_count.data_ptr<float>();
+  for (int64_t i = 0; i < kv_heads * k; ++i) {
+    const int64_t from = (i / k) * length + kept[i];
+    s[i] = score[from];
+    c[i] = count[from];
   }
   KeepSlots(cache, layer, kept, k);
+  score_[layer].narrow(1, 0, k).copy_(kept_score);
+  count_[layer].narrow(1, 0, k).copy_(kept_count);
   CountEviction(layer, length - k);
 }
 
-at::Tensor TreeKvPolicy::AveragedAttention(int64_t layer) const {
-  const LayerState& state = layers_.at(layer);
-  const int64_t length = state.sinks + state.tree + state.recent;
-  const int64_t kv_heads = length == 0 ? 0 : static_cast<int64_t>(state.score.size()) / length;
-  auto out = at::empty({kv_heads, length}, at::TensorOptions().dtype(at::kFloat));
-  float* data = out.data_ptr<float>();
-  for (size_t i = 0; i < state.score.size(); ++i) data[i] = state.score[i] / state.count[i];
-  return out;
+std::optional<BatchedDecodeStep> TreeKvPolicy::PlanBatchedDecode(const KvCache& cache) {
+  EnsureStorage(cache);
+  planned_ = layout_.Begin(0, cache.shape().num_layers, cache.tokens_seen());
+  Insertion insertion = Insert(planned_, cache.length(0));
+  BatchedDecodeStep step;
+  step.rule = BatchedDecodeStep::Rule::kSlotChain;
+  step.scores = score_;
+  step.counts = count_;
+  step.reduction = BatchedDecodeStep::GroupReduction::kSum;  // §0.5 item 14
+  step.chain = std::move(insertion.chain);
+  step.last_hop = insertion.last_hop;
+  step.left = insertion.left;
+  step.right = insertion.right;
+  step.evict = !insertion.grows;
+  return step;
+}
+
+void TreeKvPolicy::CommitBatchedDecode(KvCache& cache, const BatchedDecodeStep& step) {
+  stats_.peak_tokens = std::max(stats_.peak_tokens, cache.length(0));
+  std::vector<int32_t> ranks = Ranks(planned_);
+  layout_.FinishAll(cache.tokens_seen() + 1, std::move(planned_), std::move(ranks));
+  if (!step.evict) return;
+  cache.Shrink(1);
+  CountEviction(0, 1);
+}
+
+at::Tensor TreeKvPolicy::AveragedAttention(const KvCache& cache, int64_t layer) const {
+  const int64_t length = cache.length(layer);
+  if (!score_.defined()) return at::zeros({cache.shape().num_kv_heads, length});
+  return (score_[layer].narrow(1, 0, length) / count_[layer].narrow(1, 0, length)).to(at::kCPU);
 }
 
 }  // namespace kvserve

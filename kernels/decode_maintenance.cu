@@ -1,4 +1,5 @@
-// EvictOneToken (decode_maintenance.h): one block per (entry, layer), one warp per KV head.
+// EvictOneToken and MoveAlongChains (decode_maintenance.h): one block per (entry, layer), one warp
+// per KV head.
 #include "kernels/decode_maintenance.h"
 #include "kernels/device_math.cuh"
 
@@ -63,7 +64,75 @@ __global__ void EvictKernel(int32_t head_dim, const EvictionEntry* entries) {
   }
 }
 
+// Carries one element along the chain: slot chain[k] receives what chain[k - 1] held before.
+template <typename E>
+__device__ __forceinline__ void Carry(E* base, int64_t stride, const int32_t* chain, int hops,
+                                      int64_t offset) {
+  E carried = base[chain[0] * stride + offset];
+  for (int k = 1; k <= hops; ++k) {
+    E& slot = base[chain[k] * stride + offset];
+    const E displaced = slot;
+    slot = carried;
+    carried = displaced;
+  }
+}
+
+template <typename T>
+__global__ void ChainKernel(int32_t head_dim, const ChainEntry* entries) {
+  const ChainEntry& e = entries[blockIdx.x];
+  const int layer = blockIdx.y, head = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int last = e.length - 1;
+  const int64_t stat = layer * e.stat_layer_stride + head * e.stat_head_stride;
+  float* scores = e.scores + stat;
+  float* counts = e.counts == nullptr ? nullptr : e.counts + stat;
+  const float* mass = e.key_mass + stat;
+  for (int slot = lane; slot < e.length; slot += 32) {
+    // Rounded as the host computes it (no fused multiply-add), so both paths decide alike.
+    const float added = __fmul_rn(e.mass_scale, mass[slot]);
+    scores[slot] = slot == last ? added : __fadd_rn(added, __fmul_rn(e.score_decay, scores[slot]));
+    if (counts != nullptr) counts[slot] = slot == last ? 1.f : counts[slot] + 1.f;
+  }
+  __syncwarp();  // every lane reads the updated scores of slots other lanes wrote
+  int hops = e.chain_length - 1;
+  if (hops <= 0) return;
+  const int32_t* chain = e.chain;
+  bool take_last = true;
+  if (e.last_hop == LastHop::kIfNotWorse) {
+    take_last = scores[chain[hops - 1]] >= scores[chain[hops]];
+  } else if (e.last_hop != LastHop::kAlways) {
+    const bool left_wins =
+        static_cast<double>(scores[e.left]) / static_cast<double>(counts[e.left]) >
+        static_cast<double>(scores[e.right]) / static_cast<double>(counts[e.right]);
+    take_last = left_wins == (e.last_hop == LastHop::kIfLeftWins);
+  }
+  __syncwarp();  // the decision is read before lane 0 moves the scores
+  if (!take_last) --hops;
+  if (hops <= 0) return;
+  T* keys = static_cast<T*>(e.keys) + layer * e.layer_stride + head * e.head_stride;
+  T* values = static_cast<T*>(e.values) + layer * e.layer_stride + head * e.head_stride;
+  for (int i = lane; i < head_dim; i += 32) {
+    Carry(keys, head_dim, chain, hops, i);
+    Carry(values, head_dim, chain, hops, i);
+  }
+  if (lane == 0) {
+    Carry(e.positions + stat, 1, chain, hops, 0);
+    Carry(scores, 1, chain, hops, 0);
+    if (counts != nullptr) Carry(counts, 1, chain, hops, 0);
+  }
+}
+
 }  // namespace
+
+cudaError_t MoveAlongChains(DType dtype, int32_t head_dim, int32_t kv_heads, int32_t layers,
+                            const ChainEntry* entries, int32_t count, cudaStream_t stream) {
+  if (count == 0 || layers == 0) return cudaSuccess;
+  if (kv_heads < 1 || kv_heads > 32) return cudaErrorInvalidValue;
+  return DispatchDType(dtype, [&](auto type) {
+    using T = decltype(type);
+    ChainKernel<T><<<dim3(count, layers), 32 * kv_heads, 0, stream>>>(head_dim, entries);
+    return cudaGetLastError();
+  });
+}
 
 cudaError_t EvictOneToken(DType dtype, int32_t head_dim, int32_t kv_heads, int32_t layers,
                           const EvictionEntry* entries, int32_t count, cudaStream_t stream) {

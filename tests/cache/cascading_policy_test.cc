@@ -12,7 +12,8 @@ namespace kvserve {
 namespace {
 
 using testing::ExpectRefused;
-using testing::HeldInSlotOrder;
+using testing::HeldInRankOrder;
+using testing::InRankOrder;
 using testing::kSalience;
 using testing::MakeCache;
 using testing::RunFixtureStep;
@@ -65,16 +66,21 @@ TEST(CascadingPolicyTest, FrozenScoresFollowTheTrace) {
       query[0][0][p] = std::log(kSalience[p]);
     }
     RunStep(policy, cache, key, key.clone(), query * std::sqrt(static_cast<double>(d)));
-    EXPECT_EQ(HeldInSlotOrder(cache), trace[p]) << "after token " << p;
+    EXPECT_EQ(HeldInRankOrder(policy, cache), trace[p]) << "after token " << p;
   }
   EXPECT_EQ(policy.stats().peak_tokens, 9);
   EXPECT_EQ(policy.stats().evicted_tokens, 12);
 }
 
+// The EMA scores of layer 0 in rank order.
+at::Tensor RankedScores(const CascadingPolicy& policy, const KvCache& cache) {
+  return InRankOrder(policy, cache, 0, policy.Scores(cache, 0));
+}
+
 void ExpectScores(const CascadingPolicy& policy, const KvCache& cache) {
-  const std::vector<int64_t> held = HeldInSlotOrder(cache);
+  const std::vector<int64_t> held = HeldInRankOrder(policy, cache);
   ASSERT_EQ(held, (std::vector<int64_t>{0, 1, 9, 13, 14, 17, 18, 19}));
-  auto scores = policy.Scores(0);
+  auto scores = RankedScores(policy, cache);
   const std::vector<double> expected = {0.14969, 0.03655, 0.07121, 0.03187, 0.01021, 0.00509};
   for (int i = 0; i < 6; ++i) EXPECT_NEAR(scores[0][2 + i].item<float>(), expected[i], 6e-6);
 }
@@ -94,8 +100,8 @@ TEST(CascadingPolicyTest, EmaScoresChunksOfFour) {
   CascadingPolicy policy(Params(2, 3, 2, 0.9));
   KvCache cache = MakeCache(1, 2, policy.Capacity(4));
   for (int64_t p = 0; p < 20; p += 4) RunFixtureStep(policy, cache, p, 4);
-  ASSERT_EQ(HeldInSlotOrder(cache), (std::vector<int64_t>{0, 1, 9, 13, 14, 17, 18, 19}));
-  auto scores = policy.Scores(0);
+  ASSERT_EQ(HeldInRankOrder(policy, cache), (std::vector<int64_t>{0, 1, 9, 13, 14, 17, 18, 19}));
+  auto scores = RankedScores(policy, cache);
   const std::vector<double> expected = {0.13931, 0.03381, 0.06557, 0.02859, 0.00887, 0.00410};
   for (int i = 0; i < 6; ++i) EXPECT_NEAR(scores[0][2 + i].item<float>(), expected[i], 6e-6);
 }
@@ -130,7 +136,8 @@ TEST(CascadingPolicyTest, ChunkEmaEqualsSequentialUpdates) {
           policy, cache, keys, keys,
           at::cat(std::vector<at::Tensor>(queries.begin() + i, queries.begin() + i + chunk), 0));
     }
-    EXPECT_NEAR(policy.Scores(0)[0][1].item<float>(), expected, 1e-6) << "chunk " << chunk;
+    EXPECT_NEAR(RankedScores(policy, cache)[0][1].item<float>(), expected, 1e-6)
+        << "chunk " << chunk;
   }
 }
 
@@ -151,7 +158,7 @@ TEST(CascadingPolicyTest, GroupMaxDependsOnChunking) {
           policy, cache, keys, keys,
           at::cat(std::vector<at::Tensor>(queries.begin() + i, queries.begin() + i + chunk), 0));
     }
-    EXPECT_NEAR(policy.Scores(0)[0][1].item<float>(), chunk == 1 ? 0.076 : 0.04, 1e-6);
+    EXPECT_NEAR(RankedScores(policy, cache)[0][1].item<float>(), chunk == 1 ? 0.076 : 0.04, 1e-6);
   }
 }
 
@@ -226,10 +233,11 @@ TEST(CascadingPolicyTest, RandomInvariants) {
       KvCache cache = MakeCache(2, 8, policy.Capacity(30), 2);
       bool heads_differ = false;  // selections are per KV head
       RunRandom(policy, cache, steps, [&](const KvCache& c) {
-        heads_differ = heads_differ || HeldInSlotOrder(c, 1, 0) != HeldInSlotOrder(c, 1, 1);
+        heads_differ =
+            heads_differ || HeldInRankOrder(policy, c, 1, 0) != HeldInRankOrder(policy, c, 1, 1);
         EXPECT_LE(c.length(0), 15);
         for (int64_t h = 0; h < 2; ++h) {
-          const auto held = HeldInSlotOrder(c, 1, h);
+          const auto held = HeldInRankOrder(policy, c, 1, h);
           for (int64_t s = 0; s < std::min<int64_t>(3, c.tokens_seen()); ++s) EXPECT_EQ(held[s], s);
           EXPECT_EQ(held.back(), c.tokens_seen() - 1);
           EXPECT_TRUE(std::is_sorted(held.begin(), held.end()));
@@ -242,8 +250,10 @@ TEST(CascadingPolicyTest, RandomInvariants) {
   CascadingPolicy policy(Params(2, 4, 8, 0.9));
   KvCache cache = MakeCache(2, 8, policy.Capacity(5), 2);
   auto [keys, values] = RunRandom(policy, cache, {5, 1, 1, 5, 3, 1}, [](const KvCache&) {});
-  EXPECT_TRUE(at::equal(cache.keys(1), keys));
-  EXPECT_TRUE(at::equal(cache.values(1), values));
+  // Under the budget every token is held, in rank order as FULL holds them in slot order.
+  auto slots = at::tensor(testing::SlotsInRankOrder(policy, cache, 1));
+  EXPECT_TRUE(at::equal(cache.keys(1).index_select(1, slots), keys));
+  EXPECT_TRUE(at::equal(cache.values(1).index_select(1, slots), values));
   EXPECT_EQ(policy.stats().evicted_tokens, 0);
 }
 

@@ -209,6 +209,35 @@ inline std::vector<int64_t> HeldInSlotOrder(const KvCache& cache, int64_t layer 
   return std::vector<int64_t>(p.data_ptr<int64_t>(), p.data_ptr<int64_t>() + p.numel());
 }
 
+// The slots of `layer` in rank order under the policy's IN-CACHE layout (ring_layout).
+inline std::vector<int64_t> SlotsInRankOrder(const CachePolicy& policy, const KvCache& cache,
+                                             int64_t layer = 0) {
+  auto ranks = SlotRanks(policy.ring_layout(layer), cache.length(layer), at::kCPU).contiguous();
+  std::vector<int64_t> slots(ranks.numel());
+  const int64_t* rank = ranks.data_ptr<int64_t>();
+  for (int64_t s = 0; s < ranks.numel(); ++s) {
+    EXPECT_TRUE(rank[s] >= 0 && rank[s] < ranks.numel()) << "slot " << s << " rank " << rank[s];
+    if (rank[s] >= 0 && rank[s] < ranks.numel()) slots[rank[s]] = s;
+  }
+  return slots;
+}
+
+// The original positions (layer, head) holds, in rank order: the temporal order an IN-CACHE
+// policy must keep (§0.2) whatever slots hold them.
+inline std::vector<int64_t> HeldInRankOrder(const CachePolicy& policy, const KvCache& cache,
+                                            int64_t layer = 0, int64_t head = 0) {
+  const std::vector<int64_t> held = HeldInSlotOrder(cache, layer, head);
+  std::vector<int64_t> out;
+  for (int64_t s : SlotsInRankOrder(policy, cache, layer)) out.push_back(held[s]);
+  return out;
+}
+
+// A slot-aligned [kv_heads, length] statistic of `layer`, its columns in rank order.
+inline at::Tensor InRankOrder(const CachePolicy& policy, const KvCache& cache, int64_t layer,
+                              const at::Tensor& stat) {
+  return stat.index_select(1, at::tensor(SlotsInRankOrder(policy, cache, layer)));
+}
+
 // The original positions (layer, head) holds, sorted (§0.5 item 16: slot order is free for
 // ORIGINAL-position policies).
 inline std::vector<int64_t> HeldPositions(const KvCache& cache, int64_t layer = 0,

@@ -10,6 +10,7 @@ namespace kvserve {
 namespace {
 
 using testing::ExpectRefused;
+using testing::HeldInRankOrder;
 using testing::HeldInSlotOrder;
 using testing::MakeCache;
 using testing::RunFixtureStep;
@@ -40,8 +41,8 @@ std::vector<int64_t> Decode(TreeKvPolicy& policy, int64_t tokens, Mass mass) {
     }
     RunFixtureStep(policy, cache, p, 1, key_mass);
   }
-  // IN-CACHE: held in temporal order, so the next query's position is the length.
-  std::vector<int64_t> held = HeldInSlotOrder(cache);
+  // IN-CACHE: held in temporal order by rank, so the next query's position is the length.
+  std::vector<int64_t> held = HeldInRankOrder(policy, cache);
   EXPECT_TRUE(std::is_sorted(held.begin(), held.end()));
   return held;
 }
@@ -92,7 +93,7 @@ TEST(TreeKvPolicyTest, ChunksOfFour) {
   TreeKvPolicy policy(Params(0, 8, 0));
   KvCache cache = MakeCache(1, 2, policy.Capacity(4));
   for (int64_t p = 0; p < 20; p += 4) RunFixtureStep(policy, cache, p, 4);
-  EXPECT_EQ(HeldInSlotOrder(cache), (std::vector<int64_t>{0, 5, 9, 14, 16, 17, 18, 19}));
+  EXPECT_EQ(HeldInRankOrder(policy, cache), (std::vector<int64_t>{0, 5, 9, 14, 16, 17, 18, 19}));
   EXPECT_EQ(policy.stats().peak_tokens, 12);
 }
 
@@ -112,7 +113,7 @@ TEST(TreeKvPolicyTest, OneShotPromptBlocks) {
     TreeKvPolicy policy(params);
     KvCache cache = MakeCache(1, 2, policy.Capacity(20));
     RunFixtureStep(policy, cache, 0, 20);
-    EXPECT_EQ(HeldInSlotOrder(cache), c.expected);
+    EXPECT_EQ(HeldInRankOrder(policy, cache), c.expected);
     // Decode continues with Algorithm 1 under the budget.
     RunFixtureStep(policy, cache, 0, 1);
     EXPECT_LE(cache.length(0), params.budget());
@@ -161,7 +162,7 @@ TEST(TreeKvPolicyTest, RandomInvariants) {
       RunRandom(policy, cache, steps, [&](const KvCache& c) {
         EXPECT_LE(c.length(1), budget);
         for (int64_t h = 0; h < 2; ++h) {
-          const auto held = HeldInSlotOrder(c, 1, h);
+          const auto held = HeldInRankOrder(policy, c, 1, h);
           for (int64_t s = 0; s < std::min<int64_t>(2, c.tokens_seen()); ++s) EXPECT_EQ(held[s], s);
           if (recent > 0) {
             EXPECT_EQ(held.back(), c.tokens_seen() - 1);
@@ -175,8 +176,10 @@ TEST(TreeKvPolicyTest, RandomInvariants) {
   TreeKvPolicy policy(Params(2, 20, 10));
   KvCache cache = MakeCache(2, 8, policy.Capacity(6), 2);
   auto [keys, values] = RunRandom(policy, cache, {6, 1, 1, 6, 3, 1}, [](const KvCache&) {});
-  EXPECT_TRUE(at::equal(cache.keys(1), keys));
-  EXPECT_TRUE(at::equal(cache.values(1), values));
+  // Under the budget every token is held, in rank order as FULL holds them in slot order.
+  auto slots = at::tensor(testing::SlotsInRankOrder(policy, cache, 1));
+  EXPECT_TRUE(at::equal(cache.keys(1).index_select(1, slots), keys));
+  EXPECT_TRUE(at::equal(cache.values(1).index_select(1, slots), values));
 }
 
 }  // namespace

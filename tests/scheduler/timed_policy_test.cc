@@ -21,7 +21,7 @@ class MarkedPolicy : public CachePolicy {
     stats_.peak_tokens = 7;
     stats_.compression_events += 1;
   }
-  RingLayout ring_layout(int64_t layer) const override { return {1, 2, 3 + layer}; }
+  RingLayout ring_layout(int64_t layer) const override { return {1, 2, 3 + layer, {}}; }
   std::optional<BatchedDecodeStep> PlanBatchedDecode(const KvCache&) override {
     BatchedDecodeStep step;
     step.rule = BatchedDecodeStep::Rule::kRingVictim;
