@@ -53,6 +53,10 @@ struct DecodeSequence {
   // keys_rotated == 0 only: when not nullptr, the rank of slot i is slot_ranks[i] (device memory,
   // one entry per held slot, the same for every layer and head), and the ring is ignored.
   const int32_t* slot_ranks = nullptr;
+  // key_mass != nullptr only: 1 asks for the MAX over the group's query heads of the query's
+  // softmax probability on each held key instead of their sum (Cascading's group reduction,
+  // policies.md §1.5 and §0.5 item 12).
+  int32_t key_mass_group_max = 0;
 };
 
 struct DecodeShape {

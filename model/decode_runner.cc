@@ -43,12 +43,8 @@ class CudaDecodeRunner final : public DecodeRunner {
     const int64_t max_batch = options_.max_batch;
     lengths_offset_ = AlignUp(max_batch * sizeof(kernels::DecodeSequence));
     ids_offset_ = AlignUp(lengths_offset_ + config_.num_layers * max_batch * sizeof(int32_t));
-    upload_bytes_ = ids_offset_ + max_batch * sizeof(int64_t);
-    const auto bytes = at::TensorOptions().dtype(at::kByte);
-    table_ = at::empty({upload_bytes_}, bytes.device(device_));
-    table_host_ = at::empty({upload_bytes_}, bytes.pinned_memory(true));
-    ids_ = at::from_blob(static_cast<char*>(table_.data_ptr()) + ids_offset_, {max_batch},
-                         at::TensorOptions().dtype(at::kLong).device(device_));
+    ranks_offset_ = AlignUp(ids_offset_ + max_batch * sizeof(int64_t));
+    EnsureRankStride(0);
     queries_ = at::empty({config_.num_layers, max_batch, config_.num_heads, config_.head_dim},
                          at::TensorOptions().dtype(dtype_).device(device_));
     kernels::DecodeWorkspaceSize most;
@@ -86,18 +82,24 @@ class CudaDecodeRunner final : public DecodeRunner {
     const int64_t n = static_cast<int64_t>(batch.size());
     const int64_t bucket = options_.use_graphs ? BucketFor(n) : n;
     std::vector<Plan> plans(n);
-    int64_t rank_rows = 0;
+    int64_t rank_rows = 0, rank_stride = 0;
     for (int64_t i = 0; i < n; ++i) {
       const SequenceInput& s = batch[i];
       plans[i].batched = s.policy->PlanBatchedDecode(*s.cache);
       plans[i].key_mass =
           plans[i].batched ? plans[i].batched->wants_key_mass() : s.policy->wants_key_mass();
+      plans[i].group_max = plans[i].batched &&
+                           plans[i].batched->reduction == BatchedDecodeStep::GroupReduction::kMax;
       if (plans[i].key_mass) s.cache->EnsureKeyMass(config_.num_heads / config_.num_kv_heads);
       if (s.policy->position_mode() == PositionMode::kInCache) {
         rank_rows = std::max(rank_rows, s.cache->capacity());
+        if (!s.policy->ring_layout(0).ranks.empty()) {
+          rank_stride = std::max(rank_stride, s.cache->capacity());
+        }
       }
     }
     EnsureRankRows(rank_rows);
+    EnsureRankStride(rank_stride);
     auto stream = at::cuda::getCurrentCUDAStream();
     if (profiling_) step_start_.record(stream);
     Upload(batch, plans, bucket);
@@ -135,6 +137,7 @@ class CudaDecodeRunner final : public DecodeRunner {
   struct Plan {
     std::optional<BatchedDecodeStep> batched;  // nullopt: Update per layer
     bool key_mass = false;
+    bool group_max = false;  // the key mass as the group's max (DecodeSequence)
   };
 
   kernels::DecodeShape Shape(int64_t batch) const {
@@ -223,6 +226,10 @@ class CudaDecodeRunner final : public DecodeRunner {
     auto* sequences = reinterpret_cast<kernels::DecodeSequence*>(host);
     auto* lengths = reinterpret_cast<int32_t*>(host + lengths_offset_);
     auto* ids = reinterpret_cast<int64_t*>(host + ids_offset_);
+    auto* ranks = reinterpret_cast<int32_t*>(host + ranks_offset_);
+    const auto* device_ranks = reinterpret_cast<const int32_t*>(
+        static_cast<const char*>(table_.data_ptr()) + ranks_offset_);
+    int64_t rank_rows = 0;  // rows of `ranks` this step fills
     const int64_t layers = config_.num_layers;
     std::fill(sequences, sequences + bucket, kernels::DecodeSequence{});
     std::fill(lengths, lengths + layers * bucket, 0);
@@ -246,6 +253,7 @@ class CudaDecodeRunner final : public DecodeRunner {
         s.mass_head_stride = cache.capacity();
         s.logit_scratch = cache.logit_scratch().data_ptr<float>();
         s.scratch_stride = cache.capacity();
+        s.key_mass_group_max = plans[i].group_max ? 1 : 0;
       }
       s.position = cache.tokens_seen();
       if (in.policy->position_mode() == PositionMode::kOriginal) {
@@ -258,6 +266,14 @@ class CudaDecodeRunner final : public DecodeRunner {
         s.ring_begin = static_cast<int32_t>(ring.begin);
         s.ring_size = static_cast<int32_t>(ring.size);
         s.ring_head = static_cast<int32_t>(ring.head);
+        if (!ring.ranks.empty()) {
+          // The policy's table for the held slots; the step's token is the newest.
+          int32_t* row = ranks + rank_rows * rank_stride_;
+          std::copy(ring.ranks.begin(), ring.ranks.end(), row);
+          row[ring.ranks.size()] = static_cast<int32_t>(cache.length(0));
+          s.slot_ranks = device_ranks + rank_rows * rank_stride_;
+          ++rank_rows;
+        }
       }
       for (int64_t layer = 0; layer < layers; ++layer) {
         lengths[layer * bucket + i] = static_cast<int32_t>(cache.length(layer) + 1);
@@ -265,9 +281,13 @@ class CudaDecodeRunner final : public DecodeRunner {
       ids[i] = in.tokens[0];
     }
     auto stream = at::cuda::getCurrentCUDAStream();
-    cuda::Check(cudaMemcpyAsync(table_.data_ptr(), host, upload_bytes_, cudaMemcpyHostToDevice,
-                                stream.stream()),
-                "decode table upload");
+    const int64_t bytes =
+        rank_rows == 0
+            ? ids_offset_ + options_.max_batch * static_cast<int64_t>(sizeof(int64_t))
+            : ranks_offset_ + rank_rows * rank_stride_ * static_cast<int64_t>(sizeof(int32_t));
+    cuda::Check(
+        cudaMemcpyAsync(table_.data_ptr(), host, bytes, cudaMemcpyHostToDevice, stream.stream()),
+        "decode table upload");
     upload_done_.record(stream);
   }
 
@@ -313,6 +333,26 @@ class CudaDecodeRunner final : public DecodeRunner {
     }
   }
 
+  // Room for `stride` ranks per sequence in the table (IN-CACHE policies with a rank table:
+  // a cache's capacity); graphs captured with the old table are dropped (they hold its address).
+  void EnsureRankStride(int64_t stride) {
+    if (table_.defined() && stride <= rank_stride_) return;
+    if (table_.defined()) {
+      upload_done_.synchronize();  // the pinned buffer is about to go
+      stride = std::max(stride, 2 * rank_stride_);
+    }
+    rank_stride_ = stride;
+    const int64_t max_batch = options_.max_batch;
+    const int64_t bytes =
+        ranks_offset_ + max_batch * stride * static_cast<int64_t>(sizeof(int32_t));
+    const auto options = at::TensorOptions().dtype(at::kByte);
+    table_ = at::empty({bytes}, options.device(device_));
+    table_host_ = at::empty({bytes}, options.pinned_memory(true));
+    ids_ = at::from_blob(static_cast<char*>(table_.data_ptr()) + ids_offset_, {max_batch},
+                         at::TensorOptions().dtype(at::kLong).device(device_));
+    graphs_.clear();
+  }
+
   // cos and sin of ranks [0, rows) for keys rotated at attention; graphs captured with a smaller
   // table are dropped (they hold its address).
   void EnsureRankRows(int64_t rows) {
@@ -333,11 +373,13 @@ class CudaDecodeRunner final : public DecodeRunner {
   const int32_t multiprocessors_;
   const decltype(at::cuda::graph_pool_handle()) pool_;
 
-  // Device: [DecodeSequence x max_batch] [int32 lengths, layers x bucket] [int64 ids x max_batch];
-  // the host mirror is pinned so the copy is asynchronous.
+  // Device: [DecodeSequence x max_batch] [int32 lengths, layers x bucket] [int64 ids x max_batch]
+  // [int32 slot ranks, rank_stride_ per sequence that has a rank table]; the host mirror is pinned
+  // so the copy is asynchronous, and only the part a step fills is copied.
   int64_t lengths_offset_ = 0;
   int64_t ids_offset_ = 0;
-  int64_t upload_bytes_ = 0;
+  int64_t ranks_offset_ = 0;
+  int64_t rank_stride_ = 0;
   at::Tensor table_;
   at::Tensor table_host_;
   at::cuda::CUDAEvent upload_done_;
