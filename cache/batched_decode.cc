@@ -80,14 +80,15 @@ kernels::ChainEntry Chain(KvCache& cache, const BatchedDecodeStep& step) {
   return e;
 }
 
-// One host-to-device copy of `entries` (device memory stays alive until the kernel ran: the
-// caching allocator reuses it only after the stream's later work).
+// One asynchronous host-to-device copy of `entries`: from pinned memory, so the host does not wait
+// for the model step still running on the stream (the caching host allocator keeps the buffer
+// until the copy is done; the device buffer is reused only by the stream's later work).
 template <typename Entry>
 at::Tensor ToDevice(const std::vector<Entry>& entries, at::Device device) {
   const int64_t bytes = static_cast<int64_t>(entries.size() * sizeof(Entry));
-  auto host = at::empty({bytes}, at::TensorOptions().dtype(at::kByte));
+  auto host = at::empty({bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
   std::memcpy(host.data_ptr(), entries.data(), bytes);
-  return host.to(device);
+  return host.to(device, /*non_blocking=*/true);
 }
 
 }  // namespace

@@ -93,9 +93,9 @@ class CudaDecodeRunner final : public DecodeRunner {
       if (plans[i].key_mass) s.cache->EnsureKeyMass(config_.num_heads / config_.num_kv_heads);
       if (s.policy->position_mode() == PositionMode::kInCache) {
         rank_rows = std::max(rank_rows, s.cache->capacity());
-        if (!s.policy->ring_layout(0).ranks.empty()) {
-          rank_stride = std::max(rank_stride, s.cache->capacity());
-        }
+        // The held slots' ranks and the step's token.
+        const int64_t ranks = static_cast<int64_t>(s.policy->ring_layout(0).ranks.size());
+        if (ranks > 0) rank_stride = std::max(rank_stride, ranks + 1);
       }
     }
     EnsureRankRows(rank_rows);
@@ -333,8 +333,8 @@ class CudaDecodeRunner final : public DecodeRunner {
     }
   }
 
-  // Room for `stride` ranks per sequence in the table (IN-CACHE policies with a rank table:
-  // a cache's capacity); graphs captured with the old table are dropped (they hold its address).
+  // Room for `stride` ranks per sequence in the table (IN-CACHE policies with a rank table: at
+  // most a budget + 1); graphs captured with the old table are dropped (they hold its address).
   void EnsureRankStride(int64_t stride) {
     if (table_.defined() && stride <= rank_stride_) return;
     if (table_.defined()) {
