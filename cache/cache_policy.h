@@ -74,13 +74,15 @@ struct BatchedDecodeStep {
   int64_t ring_victim = 0;
   at::Tensor scores;  // kLowestScore, kSlotChain: [layers, kv_heads, capacity] float32
   int64_t min_recent_position = 0;  // kLowestScore: tokens at positions >= this stay
-  bool evict = false;               // kLowestScore
+  bool evict = false;  // kLowestScore; kSlotChain: a token leaves (the length does not grow)
   // kSlotChain. First every held slot's score becomes score_decay * score + m (the new token's:
   // m) with m the step's attention on it reduced over the group's query heads by `reduction`, and
   // its count (when `counts` [layers, kv_heads, capacity] float32 is defined) count + 1 (the new
   // token's: 1). Then the token in chain[0] moves to chain[1], the one it displaces to chain[2],
-  // and so on; the token displaced from the last slot leaves, and so does the one that would have
-  // made a last hop that `last_hop` refuses. Slots, scores, counts and positions move together.
+  // and so on; the token displaced from the last slot leaves (none if that slot was free), and so
+  // does the one that would have made a last hop that `last_hop` refuses. Keys, values, positions,
+  // scores and counts move together. kMax reads the attention's group-max key mass
+  // (kernels::DecodeSequence::key_mass_group_max); kSum and kMean its group sum.
   enum class GroupReduction { kSum, kMean, kMax };
   at::Tensor counts;
   float score_decay = 1;

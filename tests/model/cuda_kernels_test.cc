@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <numeric>
@@ -195,13 +196,16 @@ struct ModelPair {
   std::unique_ptr<LlamaModel> fused, eager;
 };
 
-ModelPair LoadPair(const std::string& source, at::ScalarType dtype, bool graphs) {
+// With `both_fused`, `eager` is a second fused model (to compare two maintenance paths).
+ModelPair LoadPair(const std::string& source, at::ScalarType dtype, bool graphs,
+                   bool both_fused = false) {
   ModelOptions fused_options{dtype, at::Device(at::kCUDA), 7};
   fused_options.cuda_graphs = graphs;
   ModelOptions eager_options = fused_options;
-  eager_options.fused_decode = false;
+  eager_options.fused_decode = both_fused;
   auto fused = LlamaModel::Load(source, fused_options);
-  auto eager = LlamaModel::Load(source, eager_options, MakeReferenceAttention());
+  auto eager = both_fused ? LlamaModel::Load(source, eager_options)
+                          : LlamaModel::Load(source, eager_options, MakeReferenceAttention());
   EXPECT_TRUE(fused.ok()) << fused.status();
   EXPECT_TRUE(eager.ok()) << eager.status();
   return {std::move(*fused), std::move(*eager)};
@@ -213,12 +217,37 @@ struct Request {
   std::vector<int32_t> tokens;
 };
 
+// A policy whose decode steps in the runner take the per-layer Update path: it offers no batched
+// rule (PlanBatchedDecode), and forwards everything else.
+class PerLayerUpdates final : public CachePolicy {
+ public:
+  explicit PerLayerUpdates(std::unique_ptr<CachePolicy> inner) : inner_(std::move(inner)) {}
+  PositionMode position_mode() const override { return inner_->position_mode(); }
+  bool wants_key_mass() const override { return inner_->wants_key_mass(); }
+  int64_t Capacity(int64_t max_step_tokens) const override {
+    return inner_->Capacity(max_step_tokens);
+  }
+  int64_t MaxStepTokens(const KvCache& cache, int64_t wanted) const override {
+    return inner_->MaxStepTokens(cache, wanted);
+  }
+  void Update(KvCache& cache, const LayerStep& step) override {
+    inner_->Update(cache, step);
+    stats_ = inner_->stats();
+  }
+  RingLayout ring_layout(int64_t layer) const override { return inner_->ring_layout(layer); }
+
+ private:
+  std::unique_ptr<CachePolicy> inner_;
+};
+
+using PolicyWrapper = std::function<std::unique_ptr<CachePolicy>(std::unique_ptr<CachePolicy>)>;
+
 Request MakeRequest(const LlamaModel& model, const CacheSpec& spec, std::vector<int32_t> prompt,
-                    int64_t max_new, int64_t chunk) {
+                    int64_t max_new, int64_t chunk, const PolicyWrapper& wrap = {}) {
   auto policy = MakeCachePolicy(spec, {static_cast<int64_t>(prompt.size()), max_new});
   EXPECT_TRUE(policy.ok()) << policy.status();
   Request r;
-  r.policy = std::move(*policy);
+  r.policy = wrap ? wrap(std::move(*policy)) : std::move(*policy);
   r.cache = std::make_unique<KvCache>(model.cache_shape(), r.policy->Capacity(chunk));
   r.tokens = std::move(prompt);
   return r;
@@ -228,8 +257,9 @@ Request MakeRequest(const LlamaModel& model, const CacheSpec& spec, std::vector<
 // tokens for all at once; returns the worst logit error of the fused model's decode steps. With
 // `exact_caches`, both end with the same tokens in every layer and head (float32 on real weights;
 // random bf16 weights give near-uniform attention, where score ties may break either way).
+// `wrap_eager` wraps the eager side's policies.
 double CompareDecode(ModelPair& pair, const CacheSpec& spec, int64_t steps, int64_t chunk,
-                     bool exact_caches, bool* same_tokens) {
+                     bool exact_caches, bool* same_tokens, const PolicyWrapper& wrap_eager = {}) {
   const int64_t vocab = pair.fused->config().vocab_size;
   std::mt19937 rng(11);
   std::vector<Request> fused, eager;
@@ -237,7 +267,7 @@ double CompareDecode(ModelPair& pair, const CacheSpec& spec, int64_t steps, int6
     std::vector<int32_t> prompt(length);
     for (auto& id : prompt) id = static_cast<int32_t>(rng() % vocab);
     fused.push_back(MakeRequest(*pair.fused, spec, prompt, steps, chunk));
-    eager.push_back(MakeRequest(*pair.eager, spec, prompt, steps, chunk));
+    eager.push_back(MakeRequest(*pair.eager, spec, prompt, steps, chunk, wrap_eager));
   }
   auto run = [&](LlamaModel& model, std::vector<Request>& requests,
                  std::vector<std::span<const int32_t>> tokens) {
@@ -312,6 +342,31 @@ TEST_F(CudaKernelsTest, DecodeRunnerMatchesTheEagerModelOnStories260kFloat32) {
     EXPECT_TRUE(same) << CachePolicyName(spec.kind);
   }
   EXPECT_GT(pair.fused->decode_runner()->graph_count(), 0);
+}
+
+// Cascading and TreeKV: the runner's batched maintenance (one MoveAlongChains launch a step)
+// against their per-layer Update in the same runner, over 120 decode steps after chunked prefill:
+// the same logits and the same tokens per layer and head. Cascading's default group max needs the
+// attention's group-max key mass (DecodeSequence::key_mass_group_max).
+TEST_F(CudaKernelsTest, BatchedMaintenanceMatchesPerLayerUpdateInTheRunner) {
+  KVSERVE_REQUIRE_STORIES260K();
+  auto pair = LoadPair(testing::Stories260kDir(), at::kFloat, /*graphs=*/true, /*both_fused=*/true);
+  ASSERT_NE(pair.eager->decode_runner(), nullptr);
+  const PolicyWrapper per_layer = [](std::unique_ptr<CachePolicy> p) {
+    return std::make_unique<PerLayerUpdates>(std::move(p));
+  };
+  const std::vector<std::pair<std::string, CacheSpec>> specs = {
+      {"cascading max", {CachePolicyKind::kCascading, 64, {}}},
+      {"cascading mean", {CachePolicyKind::kCascading, 64, {{"head_reduction", 2}}}},
+      {"treekv", {CachePolicyKind::kTreeKv, 64, {}}},
+      {"treekv pure", {CachePolicyKind::kTreeKv, 48, {{"sink_tokens", 0}, {"recent_tokens", 0}}}}};
+  for (const auto& [name, spec] : specs) {
+    bool same = false;
+    const double error = CompareDecode(pair, spec, 120, 24, true, &same, per_layer);
+    Report("DecodeRunner batched vs per-layer maintenance stories260k f32 " + name, error);
+    EXPECT_LT(error, 1e-5) << name;
+    EXPECT_TRUE(same) << name;
+  }
 }
 
 class DecodeRunnerShapes
