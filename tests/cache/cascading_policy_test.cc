@@ -70,6 +70,12 @@ TEST(CascadingPolicyTest, FrozenScoresFollowTheTrace) {
   }
   EXPECT_EQ(policy.stats().peak_tokens, 9);
   EXPECT_EQ(policy.stats().evicted_tokens, 12);
+  // The slots are the §1.12 physical buffers (c0 [18, 19] start 0, c1 [14, 17] start 0, c2 [13, 9]
+  // start 1) and their RoPE positions c0 [6, 7], c1 [4, 5], c2 [3, 2].
+  EXPECT_EQ(testing::HeldInSlotOrder(cache), (std::vector<int64_t>{0, 1, 18, 19, 14, 17, 13, 9}));
+  const RingLayout layout = policy.ring_layout(0);
+  EXPECT_EQ(std::vector<int32_t>(layout.ranks.begin(), layout.ranks.end()),
+            (std::vector<int32_t>{0, 1, 6, 7, 4, 5, 3, 2}));
 }
 
 // The EMA scores of layer 0 in rank order.
