@@ -205,7 +205,7 @@ inline std::pair<at::Tensor, at::Tensor> RunRandom(
 // The original positions (layer, head) holds, in slot order: the rank order for IN-CACHE policies.
 inline std::vector<int64_t> HeldInSlotOrder(const KvCache& cache, int64_t layer = 0,
                                             int64_t head = 0) {
-  auto p = cache.positions(layer)[head].contiguous();
+  auto p = cache.positions(layer)[head].to(at::kCPU).contiguous();
   return std::vector<int64_t>(p.data_ptr<int64_t>(), p.data_ptr<int64_t>() + p.numel());
 }
 
