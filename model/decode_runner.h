@@ -3,8 +3,9 @@
 // through a table in device memory; so the step can be captured once per batch-size bucket in a
 // CUDA graph and replayed with new table contents (fixed-budget caches keep the shapes static).
 // After the step, the cache maintenance of every policy with a batched rule (PlanBatchedDecode)
-// runs in one kernel for all requests and layers; the other policies get Update per layer, as in
-// the eager path.
+// runs in one kernel per kind of rule for all requests and layers; the other policies get Update
+// per layer, as in the eager path. IN-CACHE policies whose ranks are a table (RingLayout::ranks)
+// get it uploaded with the step's table.
 //
 // Not thread-safe: the engine thread that owns the model calls Run.
 #pragma once
