@@ -5,8 +5,8 @@
 // rank order, with the same scores.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <deque>
 #include <map>
 #include <vector>
