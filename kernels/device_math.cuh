@@ -68,6 +68,20 @@ __device__ __forceinline__ void StoreVec(T* p, const float (&in)[kVecElems<T>]) 
   *reinterpret_cast<uint4*>(p) = raw;
 }
 
+// 16 bytes from global to shared memory without passing through registers (sm_80+), or zeros
+// when `valid` is false. Copies issued since the last commit form one group.
+__device__ __forceinline__ void CopyAsync16(void* shared, const void* global, bool valid) {
+  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void CopyAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+// Waits until at most `kPending` of this thread's committed groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void CopyAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
 __device__ __forceinline__ float WarpSum(float x) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) x += __shfl_xor_sync(0xffffffffu, x, offset);

@@ -55,13 +55,6 @@ __device__ __forceinline__ void Mma(float (&d)[4], const uint32_t (&a)[4], uint3
   }
 }
 
-// 16 bytes from global to shared memory, or zeros when `valid` is false.
-__device__ __forceinline__ void CopyAsync16(void* shared, const void* global, bool valid) {
-  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(shared));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global),
-               "r"(valid ? 16 : 0));
-}
-
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads, 2)
     PrefillKernel(PrefillAttentionArgs a, float scale_log2) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <iostream>
 #include <memory>
 #include <numeric>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "cache/policy_factory.h"
+#include "kernels/decode_step.h"
 #include "model/attention_backend.h"
 #include "model/cuda_ops.h"
 #include "model/llama_model.h"
@@ -116,6 +118,127 @@ TEST_F(CudaKernelsTest, DecodeAttentionMatchesTheReference) {
         Report("DecodeAttention key_mass " + shape, worst_mass);
         EXPECT_LT(worst, Tolerance(dtype)) << shape;
         EXPECT_LT(worst_mass, dtype == at::kFloat ? 1e-5 : 2e-2) << shape;
+      }
+    }
+  }
+}
+
+// IN-CACHE keys: the decode kernel rotates stored un-rotated keys by each slot's rank (rank = slot,
+// a StreamingLLM ring, or an explicit rank table) with the dtype's cos/sin table, against keys
+// rotated here with the same roundings, then the reference attention.
+TEST_F(CudaKernelsTest, DecodeAttentionRotatesInCacheKeysByRank) {
+  at::manual_seed(4);
+  auto reference = MakeReferenceAttention();
+  const auto ints = at::TensorOptions().dtype(at::kInt).device(at::kCUDA);
+  for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    for (int64_t dim : {8, 64, 128}) {
+      for (int64_t group : {1, 4, 8}) {
+        const int64_t kv_heads = 4, heads = kv_heads * group, rows = 4096;
+        auto inv_freq = at::pow(10000.0, -at::arange(0, dim, 2, at::kDouble) / dim).to(at::kFloat);
+        auto angles = at::outer(at::arange(rows, at::kFloat), inv_freq);
+        auto table = at::stack({angles.cos(), angles.sin()}, -1).to(dtype).to(at::kCUDA);
+        std::vector<kernels::DecodeSequence> sequences;
+        std::vector<int32_t> lengths;
+        std::vector<at::Tensor> held;    // keeps the buffers the table points into alive
+        std::vector<at::Tensor> masses;  // per sequence: its key mass, or undefined
+        std::vector<AttentionInput> batch;
+        int64_t index = 0;
+        for (int64_t m : {1, 37, 300, 1000}) {
+          for (int layout = 0; layout < 3; ++layout, ++index) {
+            const int64_t capacity = m + 5;
+            auto keys = at::randn({kv_heads, capacity, dim}, Options(dtype));
+            auto values = at::randn({kv_heads, capacity, dim}, Options(dtype));
+            kernels::DecodeSequence s;
+            s.keys = keys.data_ptr();
+            s.values = values.data_ptr();
+            s.key_head_stride = s.value_head_stride = capacity * dim;
+            s.keys_rotated = 0;
+            at::Tensor ranks = at::arange(m, at::kLong);  // layout 0: rank = slot
+            if (layout == 1 && m > 8) {                   // a ring after 4 sinks
+              s.ring_begin = 4;
+              s.ring_size = static_cast<int32_t>(m - 4);
+              s.ring_head = static_cast<int32_t>(4 + (index * 7) % (m - 4));
+              auto offsets = (at::arange(4, m, at::kLong) - s.ring_head).remainder(m - 4);
+              ranks = at::cat({at::arange(4, at::kLong), offsets + 4});
+            } else if (layout == 2) {  // an explicit table: any permutation of [0, m)
+              ranks = at::randperm(m, at::kLong);
+              auto device_ranks = ranks.to(ints.dtype()).to(at::kCUDA);
+              s.slot_ranks = device_ranks.data_ptr<int32_t>();
+              held.push_back(device_ranks);
+            }
+            auto stored = keys.narrow(1, 0, m);
+            auto cs = table.index_select(0, ranks.to(at::kCUDA));  // [m, dim / 2, 2]
+            auto c = at::cat({cs.select(2, 0), cs.select(2, 0)}, -1).unsqueeze(0);
+            auto sn = at::cat({cs.select(2, 1), cs.select(2, 1)}, -1).unsqueeze(0);
+            auto x1 = stored.narrow(2, 0, dim / 2), x2 = stored.narrow(2, dim / 2, dim / 2);
+            auto rotated = stored * c + at::cat({-x2, x1}, -1) * sn;  // each op rounds to dtype
+            const bool mass = index % 2 == 1;
+            if (mass) {
+              auto key_mass = at::zeros({kv_heads, capacity}, Options(at::kFloat));
+              auto scratch = at::zeros({kv_heads, group, capacity}, Options(at::kFloat));
+              s.key_mass = key_mass.data_ptr<float>();
+              s.mass_head_stride = capacity;
+              s.logit_scratch = scratch.data_ptr<float>();
+              s.scratch_stride = capacity;
+              held.push_back(scratch);
+              masses.push_back(key_mass.narrow(1, 0, m));
+            } else {
+              masses.emplace_back();
+            }
+            held.push_back(keys);
+            held.push_back(values);
+            sequences.push_back(s);
+            lengths.push_back(static_cast<int32_t>(m));
+            batch.push_back({at::randn({1, heads, dim}, Options(dtype)), rotated,
+                             values.narrow(1, 0, m), mass});
+          }
+        }
+        const size_t table_bytes = sequences.size() * sizeof(kernels::DecodeSequence);
+        auto host = at::empty({static_cast<int64_t>(table_bytes + lengths.size() * 4)}, at::kByte);
+        std::memcpy(host.data_ptr(), sequences.data(), table_bytes);
+        std::memcpy(static_cast<char*>(host.data_ptr()) + table_bytes, lengths.data(),
+                    lengths.size() * 4);
+        auto device_table = host.to(at::kCUDA);
+        std::vector<at::Tensor> queries;
+        for (const auto& in : batch) queries.push_back(in.queries);
+        auto q = at::cat(queries, 0).contiguous();
+        auto out = at::empty_like(q);
+        kernels::DecodeShape shape;
+        shape.dtype = dtype == at::kFloat ? kernels::DType::kFloat32
+                                          : (dtype == at::kHalf ? kernels::DType::kFloat16
+                                                                : kernels::DType::kBFloat16);
+        shape.batch = static_cast<int32_t>(batch.size());
+        shape.num_heads = static_cast<int32_t>(heads);
+        shape.kv_heads = static_cast<int32_t>(kv_heads);
+        shape.head_dim = static_cast<int32_t>(dim);
+        const int32_t splits = kernels::DecodeMaxSplits(shape, cuda::MultiprocessorCount());
+        const auto sizes = kernels::DecodeWorkspaceFloats(shape, splits);
+        auto partial_out = at::empty({sizes.partial_out}, Options(at::kFloat));
+        auto partial_stats = at::empty({sizes.partial_stats}, Options(at::kFloat));
+        const auto* table_sequences =
+            static_cast<const kernels::DecodeSequence*>(device_table.data_ptr());
+        const auto* table_lengths = reinterpret_cast<const int32_t*>(
+            static_cast<const char*>(device_table.data_ptr()) + table_bytes);
+        ASSERT_EQ(kernels::DecodeAttention(
+                      shape, table_sequences, table_lengths, 0, q.data_ptr(), out.data_ptr(),
+                      table.data_ptr(),
+                      {partial_out.data_ptr<float>(), partial_stats.data_ptr<float>(), splits},
+                      cuda::CurrentStream()),
+                  cudaSuccess);
+        auto ref = reference->Attend(batch);
+        double worst = 0, worst_mass = 0;
+        for (size_t i = 0; i < batch.size(); ++i) {
+          worst = std::max(worst, RelativeError(out.narrow(0, i, 1), ref[i].out));
+          if (masses[i].defined()) {
+            worst_mass = std::max(worst_mass, RelativeError(masses[i], ref[i].key_mass));
+          }
+        }
+        const std::string name =
+            std::string(Name(dtype)) + " d" + std::to_string(dim) + " g" + std::to_string(group);
+        Report("DecodeAttention in-cache " + name, worst);
+        Report("DecodeAttention in-cache key_mass " + name, worst_mass);
+        EXPECT_LT(worst, Tolerance(dtype)) << name;
+        EXPECT_LT(worst_mass, dtype == at::kFloat ? 1e-5 : 2e-2) << name;
       }
     }
   }
