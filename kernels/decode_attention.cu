@@ -21,7 +21,6 @@ constexpr int kWarps = kThreads / 32;
 // A split reads at least this many keys: below it, the merge and the pipeline's start cost more
 // than the parallelism buys.
 constexpr int kMinKeysPerSplit = 128;
-constexpr float kLog2e = 1.4426950408889634f;
 constexpr int kTileBytes = 8192;
 constexpr int kStages = 3;
 // Per stage: a key tile, a value tile and the keys' cos/sin rows, each kTileBytes.

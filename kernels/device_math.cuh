@@ -13,6 +13,8 @@
 
 namespace kvserve::kernels {
 
+constexpr float kLog2e = 1.4426950408889634f;
+
 __device__ __forceinline__ float ToFloat(float x) { return x; }
 __device__ __forceinline__ float ToFloat(__half x) { return __half2float(x); }
 __device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
@@ -79,7 +81,7 @@ __device__ __forceinline__ void CopyAsyncCommit() { asm volatile("cp.async.commi
 // Waits until at most `kPending` of this thread's committed groups are still in flight.
 template <int kPending>
 __device__ __forceinline__ void CopyAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
 __device__ __forceinline__ float WarpSum(float x) {

@@ -255,57 +255,101 @@ at::Tensor MaskedAttention(const at::Tensor& q, const at::Tensor& k, const at::T
   return out.permute({2, 0, 1, 3}).reshape({n, heads, dim});
 }
 
-// The tensor-core prefill kernel, dense (a chunk after a prefix) and block-sparse (random block
-// lists per KV head and segment), against masked float32 attention.
+// One case of the prefill kernels: n queries after `prefix` keys, heads over kv_heads; sparse
+// segments of `segment` queries read up to `listed` random blocks of `block` keys (ids counted from
+// key index -key_offset) out of lists `max_blocks` wide.
+struct PrefillCase {
+  int64_t heads, kv_heads, n, prefix, segment, block, max_blocks, listed, key_offset;
+  std::string Name() const {
+    return std::to_string(heads) + "/" + std::to_string(kv_heads) + " n" + std::to_string(n) +
+           " prefix" + std::to_string(prefix) + " S" + std::to_string(segment) + " B" +
+           std::to_string(block) + " off" + std::to_string(key_offset);
+  }
+};
+
+// Random block lists: the first and last segments dense, segment 1 (when sparse) with empty
+// lists, the others with 0..listed ascending ids of blocks that end before the segment. Returns
+// the lists, the dense flags and the visibility mask [kv_heads, n, m] (on the CPU).
+struct PrefillSelection {
+  at::Tensor blocks, dense, mask;
+};
+PrefillSelection RandomSelection(const PrefillCase& c, std::mt19937& rng) {
+  const int64_t m = c.prefix + c.n, segments = (c.n + c.segment - 1) / c.segment;
+  auto query_index = at::arange(c.prefix, m, at::kLong).view({1, c.n, 1});
+  auto key_index = at::arange(m, at::kLong).view({1, 1, m});
+  PrefillSelection out;
+  out.mask = (key_index <= query_index).expand({c.kv_heads, c.n, m}).clone();
+  out.blocks = at::full({c.kv_heads, segments, c.max_blocks}, -1, at::kInt);
+  out.dense = at::zeros({segments}, at::kInt);
+  out.dense[0] = 1;
+  out.dense[segments - 1] = 1;
+  for (int64_t h = 0; h < c.kv_heads; ++h) {
+    for (int64_t s = 1; s + 1 < segments; ++s) {
+      const int64_t start = c.prefix + s * c.segment, earlier = (start + c.key_offset) / c.block;
+      std::vector<int32_t> ids(earlier);
+      std::iota(ids.begin(), ids.end(), 0);
+      std::shuffle(ids.begin(), ids.end(), rng);
+      ids.resize(s == 1 ? 0 : std::min<int64_t>(rng() % (c.listed + 1), earlier));
+      std::sort(ids.begin(), ids.end());
+      auto visible = at::zeros({m}, at::kBool);
+      visible.narrow(0, start, m - start).fill_(true);
+      for (size_t i = 0; i < ids.size(); ++i) {
+        out.blocks[h][s][i] = ids[i];
+        const int64_t first = std::max<int64_t>(0, ids[i] * c.block - c.key_offset);
+        visible.narrow(0, first, (ids[i] + 1) * c.block - c.key_offset - first).fill_(true);
+      }
+      out.mask[h]
+          .narrow(0, s * c.segment, std::min(c.segment, c.n - s * c.segment))
+          .logical_and_(visible.unsqueeze(0));
+    }
+  }
+  return out;
+}
+
+// The tensor-core prefill kernels (heads packed per KV head, and the earlier one head per block),
+// dense (a chunk after a prefix) and block-sparse, against masked float32 attention. The cases
+// cover groups of 1, 2, 3, 4, 8 and 16 heads (3: no packing), lengths that are no multiple of the
+// query or key tiles, blocks that do not divide a tile, empty lists, lists wider than a block's
+// threads, and ids offset from the chunk's keys (a compressed cache).
 TEST_F(CudaKernelsTest, PrefillAttentionMatchesTheReference) {
   at::manual_seed(4);
   std::mt19937 rng(4);
-  const int64_t n = 320, prefix = 200, m = prefix + n, segment = 64, block = 16, max_blocks = 6;
-  const int64_t segments = n / segment;
+  const std::vector<PrefillCase> cases = {
+      {32, 8, 320, 200, 64, 16, 6, 6, 0},    {8, 8, 320, 200, 64, 16, 6, 6, 0},
+      {16, 8, 333, 77, 128, 32, 8, 8, 0},    {32, 4, 270, 0, 64, 32, 4, 4, 0},
+      {6, 2, 200, 50, 64, 24, 5, 5, 0},      {32, 8, 256, 100, 64, 32, 300, 6, 20},
+      {16, 1, 200, 1000, 64, 16, 80, 70, 0}, {32, 8, 5, 3, 64, 16, 2, 2, 0},
+      {32, 8, 1, 0, 64, 16, 2, 2, 0},
+  };
   for (auto dtype : {at::kBFloat16, at::kHalf}) {
     for (int64_t dim : {64, 128}) {
-      for (auto [heads, kv_heads] : {std::pair<int64_t, int64_t>{32, 8}, {8, 8}}) {
-        auto q = at::randn({n, heads, dim}, Options(dtype));
-        auto k = at::randn({kv_heads, m + 13, dim}, Options(dtype)).narrow(1, 0, m);
-        auto v = at::randn({kv_heads, m + 13, dim}, Options(dtype)).narrow(1, 0, m);
-        auto query_index = at::arange(prefix, m, at::kLong).view({1, n, 1});
-        auto key_index = at::arange(m, at::kLong).view({1, 1, m});
-        auto causal = (key_index <= query_index).expand({kv_heads, n, m});
-        const std::string shape = std::string(Name(dtype)) + " d" + std::to_string(dim) + " " +
-                                  std::to_string(heads) + "/" + std::to_string(kv_heads);
-        const double dense_error = RelativeError(cuda::PrefillAttention(q, k, v),
-                                                 MaskedAttention(q, k, v, causal.to(at::kCUDA)));
-        Report("PrefillAttention dense " + shape, dense_error);
-        EXPECT_LT(dense_error, 1e-2) << shape;
-
-        auto blocks = at::full({kv_heads, segments, max_blocks}, -1, at::kInt);
-        auto dense = at::zeros({segments}, at::kInt);
-        dense[0] = 1;
-        dense[segments - 1] = 1;
-        auto mask = causal.clone();
-        for (int64_t h = 0; h < kv_heads; ++h) {
-          for (int64_t s = 1; s + 1 < segments; ++s) {
-            const int64_t start = prefix + s * segment, earlier = start / block;
-            std::vector<int32_t> ids(earlier);
-            std::iota(ids.begin(), ids.end(), 0);
-            std::shuffle(ids.begin(), ids.end(), rng);
-            ids.resize(std::min<int64_t>(rng() % (max_blocks + 1), earlier));
-            std::sort(ids.begin(), ids.end());
-            auto visible = at::zeros({m}, at::kBool);
-            visible.narrow(0, start, m - start).fill_(true);
-            for (size_t i = 0; i < ids.size(); ++i) {
-              blocks[h][s][i] = ids[i];
-              visible.narrow(0, ids[i] * block, block).fill_(true);
-            }
-            mask[h].narrow(0, s * segment, segment).logical_and_(visible.unsqueeze(0));
-          }
+      for (const PrefillCase& c : cases) {
+        const int64_t m = c.prefix + c.n;
+        auto q = at::randn({c.n, c.heads, dim}, Options(dtype));
+        auto k = at::randn({c.kv_heads, m + 13, dim}, Options(dtype)).narrow(1, 0, m);
+        auto v = at::randn({c.kv_heads, m + 13, dim}, Options(dtype)).narrow(1, 0, m);
+        const std::string shape =
+            std::string(Name(dtype)) + " d" + std::to_string(dim) + " " + c.Name();
+        const PrefillSelection selection = RandomSelection(c, rng);
+        auto causal = (at::arange(m, at::kLong).view({1, 1, m}) <=
+                       at::arange(c.prefix, m, at::kLong).view({1, c.n, 1}))
+                          .expand({c.kv_heads, c.n, m});
+        const auto dense_ref = MaskedAttention(q, k, v, causal.to(at::kCUDA));
+        const auto sparse_ref = MaskedAttention(q, k, v, selection.mask.to(at::kCUDA));
+        auto blocks = selection.blocks.to(at::kCUDA), dense = selection.dense.to(at::kCUDA);
+        for (bool per_head : {false, true}) {
+          const std::string kernel = per_head ? " per-head" : " packed";
+          const double dense_error =
+              RelativeError(cuda::PrefillAttention(q, k, v, {}, {}, 0, 0, 0, per_head), dense_ref);
+          Report("PrefillAttention dense " + shape + kernel, dense_error);
+          EXPECT_LT(dense_error, 1e-2) << shape << kernel;
+          const double sparse_error =
+              RelativeError(cuda::PrefillAttention(q, k, v, blocks, dense, c.segment, c.block,
+                                                   c.key_offset, per_head),
+                            sparse_ref);
+          Report("PrefillAttention sparse " + shape + kernel, sparse_error);
+          EXPECT_LT(sparse_error, 1e-2) << shape << kernel;
         }
-        const double sparse_error =
-            RelativeError(cuda::PrefillAttention(q, k, v, blocks.to(at::kCUDA), dense.to(at::kCUDA),
-                                                 segment, block),
-                          MaskedAttention(q, k, v, mask.to(at::kCUDA)));
-        Report("PrefillAttention sparse " + shape, sparse_error);
-        EXPECT_LT(sparse_error, 1e-2) << shape;
       }
     }
   }
