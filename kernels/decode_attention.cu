@@ -4,42 +4,18 @@
 // keys the tile's rows of the cos/sin table come the same way. Each warp's lanes take a key in
 // groups of head_dim / 8 lanes (one 16-byte access each); each group keeps its own online softmax
 // for the G query heads of the KV head, and the block merges them into one partial result.
-// Kernel 2: one block per (KV head, sequence) merges the splits, writes the output and, where
-// asked, the key mass from the raw scores kernel 1 left in the sequence's scratch.
+// 16-bit caches of head dims 64 and 128 take the tensor-core version of kernel 1 instead
+// (decode_attention_mma.cu). Kernel 2: one block per (KV head, sequence) merges the splits, writes
+// the output and, where asked, the key mass from the raw scores kernel 1 left in the sequence's
+// scratch.
 #include <algorithm>
 #include <cfloat>
 #include <type_traits>
 
-#include "kernels/decode_step.h"
-#include "kernels/device_math.cuh"
+#include "kernels/decode_split.cuh"
 
 namespace kvserve::kernels {
 namespace {
-
-constexpr int kThreads = 128;
-constexpr int kWarps = kThreads / 32;
-// A split reads at least this many keys: below it, the merge and the pipeline's start cost more
-// than the parallelism buys.
-constexpr int kMinKeysPerSplit = 128;
-constexpr int kTileBytes = 8192;
-constexpr int kStages = 3;
-// Per stage: a key tile, a value tile and the keys' cos/sin rows, each kTileBytes.
-constexpr int kSharedBytes = kStages * 3 * kTileBytes;
-
-__host__ __device__ __forceinline__ int NumSplits(int length, int max_splits) {
-  const int wanted = (length + kMinKeysPerSplit - 1) / kMinKeysPerSplit;
-  return wanted < 1 ? 1 : (wanted < max_splits ? wanted : max_splits);
-}
-
-__device__ __forceinline__ int SlotRank(int slot, const DecodeSequence& s) {
-  if (s.slot_ranks != nullptr) return s.slot_ranks[slot];
-  if (slot >= s.ring_begin && slot < s.ring_begin + s.ring_size) {
-    int offset = (slot - s.ring_head) % s.ring_size;
-    if (offset < 0) offset += s.ring_size;
-    return s.ring_begin + offset;
-  }
-  return slot;
-}
 
 // The geometry of one head dim and dtype: E elements per 16-byte access, LPK lanes per key, KPW
 // keys a warp reads at once, kKeys keys per tile.
@@ -51,7 +27,7 @@ struct TileShape {
   static_assert(LPK >= 1 && LPK <= 32 && 32 % LPK == 0, "unsupported head_dim");
   static constexpr int KPW = 32 / LPK;
   static constexpr int kKeys = kTileBytes / (D * static_cast<int>(sizeof(T)));
-  static constexpr int kPasses = kKeys / (kWarps * KPW);  // key groups per warp and tile
+  static constexpr int kPasses = kKeys / (kSplitWarps * KPW);  // key groups per warp and tile
   // A lane's dims d0..d0+E hold NF distinct RoPE frequencies (E > D/2 only when one lane holds
   // the whole key), whose (cos, sin) pairs fill kRopeVecs 16-byte accesses of the table row.
   static constexpr int NF = E < D / 2 ? E : D / 2;
@@ -91,7 +67,7 @@ template <int G>
 constexpr int kMinBlocks = G >= 8 ? 2 : 3;
 
 template <typename T, int D, int G>
-__global__ void __launch_bounds__(kThreads, kMinBlocks<G>)
+__global__ void __launch_bounds__(kSplitThreads, kMinBlocks<G>)
     SplitAttentionKernel(DecodeShape shape, const DecodeSequence* sequences, const int32_t* lengths,
                          int32_t layer, const T* queries, const T* rope_table,
                          DecodeWorkspace workspace, float scale_log2) {
@@ -101,11 +77,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<G>)
 
   const int split = blockIdx.x, kv_head = blockIdx.y, b = blockIdx.z;
   const DecodeSequence& s = sequences[b];
-  const int length = s.keys == nullptr ? 0 : lengths[static_cast<int64_t>(layer) * shape.batch + b];
-  const int splits = NumSplits(length, workspace.max_splits);
-  if (length == 0 || split >= splits) return;
-  const int chunk = (length + splits - 1) / splits;
-  const int begin = split * chunk, end = min(length, begin + chunk);
+  int begin, end;
+  if (!SplitRange(shape, s, lengths, layer, workspace, split, b, begin, end)) return;
   const bool rotate = !s.keys_rotated;
 
   extern __shared__ __align__(16) unsigned char shared_raw[];
@@ -121,7 +94,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<G>)
     T* keys = shared + (t % kStages) * 3 * kTileElems;
     T* values = keys + kTileElems;
     T* rope = values + kTileElems;
-    for (int c = threadIdx.x; c < kKeys * LPK; c += kThreads) {
+    for (int c = threadIdx.x; c < kKeys * LPK; c += kSplitThreads) {
       const int row = c / LPK, col = (c % LPK) * E, key = begin + t * kKeys + row;
       const bool valid = key < end;
       const int64_t source = static_cast<int64_t>(valid ? key : begin) * D + col;
@@ -266,9 +239,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<G>)
   // The tiles' shared memory is free once every copy has landed and every warp has left the loop.
   CopyAsyncWait<0>();
   __syncthreads();
-  float* warp_m = reinterpret_cast<float*>(shared_raw);  // [kWarps][G]
-  float* warp_l = warp_m + kWarps * G;                   // [kWarps][G]
-  float* warp_acc = warp_l + kWarps * G;                 // [kWarps][G][D]
+  float* warp_m = reinterpret_cast<float*>(shared_raw);  // [kSplitWarps][G]
+  float* warp_l = warp_m + kSplitWarps * G;              // [kSplitWarps][G]
+  float* warp_acc = warp_l + kSplitWarps * G;            // [kSplitWarps][G][D]
   if (key_lane == 0) {
 #pragma unroll
     for (int g = 0; g < G; ++g) {
@@ -281,29 +254,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<G>)
     }
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < G * D; i += kThreads) {
-    const int g = i / D, dim = i % D;
-    float m_all = -INFINITY;
-    for (int w = 0; w < kWarps; ++w) m_all = fmaxf(m_all, warp_m[w * G + g]);
-    float out = 0, sum = 0;
-    for (int w = 0; w < kWarps; ++w) {
-      const float f = warp_m[w * G + g] == -INFINITY ? 0.f : exp2f(warp_m[w * G + g] - m_all);
-      out += warp_acc[(w * G + g) * D + dim] * f;
-      sum += warp_l[w * G + g] * f;
-    }
-    const int64_t index =
-        ((static_cast<int64_t>(b) * shape.kv_heads + kv_head) * G + g) * workspace.max_splits +
-        split;
-    workspace.partial_out[index * D + dim] = out;
-    if (dim == 0) {
-      workspace.partial_stats[index * 2] = m_all;
-      workspace.partial_stats[index * 2 + 1] = sum;
-    }
-  }
+  WriteSplitPartial<D, G>(warp_m, warp_l, warp_acc, shape, workspace, b, kv_head, split);
 }
 
 template <typename T, int D, int G>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kSplitThreads)
     MergeSplitsKernel(DecodeShape shape, const DecodeSequence* sequences, const int32_t* lengths,
                       int32_t layer, T* out, DecodeWorkspace workspace) {
   const int kv_head = blockIdx.x, b = blockIdx.y;
@@ -311,12 +266,12 @@ __global__ void __launch_bounds__(kThreads)
   const int length = s.keys == nullptr ? 0 : lengths[static_cast<int64_t>(layer) * shape.batch + b];
   T* out_row = out + (static_cast<int64_t>(b) * shape.num_heads + kv_head * G) * D;
   if (length == 0) {
-    for (int i = threadIdx.x; i < G * D; i += kThreads) out_row[i] = FromFloat<T>(0.f);
+    for (int i = threadIdx.x; i < G * D; i += kSplitThreads) out_row[i] = FromFloat<T>(0.f);
     return;
   }
   const int splits = NumSplits(length, workspace.max_splits);
   __shared__ float lse[G];  // log2 of each query head's softmax denominator, in scaled units
-  for (int i = threadIdx.x; i < G * D; i += kThreads) {
+  for (int i = threadIdx.x; i < G * D; i += kSplitThreads) {
     const int g = i / D, dim = i % D;
     const int64_t first =
         ((static_cast<int64_t>(b) * shape.kv_heads + kv_head) * G + g) * workspace.max_splits;
@@ -335,7 +290,7 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   const float* scratch = s.logit_scratch + kv_head * G * s.scratch_stride;
   float* mass = s.key_mass + layer * s.mass_layer_stride + kv_head * s.mass_head_stride;
-  for (int slot = threadIdx.x; slot < length; slot += kThreads) {
+  for (int slot = threadIdx.x; slot < length; slot += kSplitThreads) {
     float total = 0;
 #pragma unroll
     for (int g = 0; g < G; ++g) total += exp2f(scratch[g * s.scratch_stride + slot] - lse[g]);
@@ -347,19 +302,26 @@ template <typename T, int D, int G>
 cudaError_t Launch(const DecodeShape& shape, const DecodeSequence* sequences,
                    const int32_t* lengths, int32_t layer, const void* queries, void* out,
                    const void* rope_table, const DecodeWorkspace& workspace, cudaStream_t stream) {
-  // Above 48 KiB of dynamic shared memory a kernel must opt in; once per instantiation.
-  static const cudaError_t opted_in = cudaFuncSetAttribute(
-      SplitAttentionKernel<T, D, G>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
-  if (opted_in != cudaSuccess) return opted_in;
-  const float scale_log2 = kLog2e / sqrtf(static_cast<float>(D));
-  const dim3 split_grid(workspace.max_splits, shape.kv_heads, shape.batch);
-  SplitAttentionKernel<T, D, G><<<split_grid, kThreads, kSharedBytes, stream>>>(
-      shape, sequences, lengths, layer, static_cast<const T*>(queries),
-      static_cast<const T*>(rope_table), workspace, scale_log2);
-  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  if (MmaSplitTakes(shape.dtype, D, G)) {
+    const cudaError_t e =
+        LaunchMmaSplit(shape, sequences, lengths, layer, queries, rope_table, workspace, stream);
+    if (e != cudaSuccess) return e;
+  } else {
+    // Above 48 KiB of dynamic shared memory a kernel must opt in; once per instantiation.
+    static const cudaError_t opted_in =
+        cudaFuncSetAttribute(SplitAttentionKernel<T, D, G>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, kSplitSharedBytes);
+    if (opted_in != cudaSuccess) return opted_in;
+    const float scale_log2 = kLog2e / sqrtf(static_cast<float>(D));
+    const dim3 split_grid(workspace.max_splits, shape.kv_heads, shape.batch);
+    SplitAttentionKernel<T, D, G><<<split_grid, kSplitThreads, kSplitSharedBytes, stream>>>(
+        shape, sequences, lengths, layer, static_cast<const T*>(queries),
+        static_cast<const T*>(rope_table), workspace, scale_log2);
+    if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  }
   const dim3 merge_grid(shape.kv_heads, shape.batch);
-  MergeSplitsKernel<T, D, G><<<merge_grid, kThreads, 0, stream>>>(shape, sequences, lengths, layer,
-                                                                  static_cast<T*>(out), workspace);
+  MergeSplitsKernel<T, D, G><<<merge_grid, kSplitThreads, 0, stream>>>(
+      shape, sequences, lengths, layer, static_cast<T*>(out), workspace);
   return cudaGetLastError();
 }
 
