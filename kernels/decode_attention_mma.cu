@@ -16,29 +16,54 @@ namespace {
 // ldmatrix reads fall in 8 different bank groups.
 __device__ __forceinline__ int Swizzle(int row, int chunk) { return chunk ^ (row & 7); }
 
+// Two elements of T in one register, and the packed ops on them.
+template <typename T>
+struct Pair;
+template <>
+struct Pair<__nv_bfloat16> {
+  using Type = __nv_bfloat162;
+  static __device__ __forceinline__ Type Lows(Type a, Type b) { return __lows2bfloat162(a, b); }
+  static __device__ __forceinline__ Type Highs(Type a, Type b) { return __highs2bfloat162(a, b); }
+};
+template <>
+struct Pair<__half> {
+  using Type = __half2;
+  static __device__ __forceinline__ Type Lows(Type a, Type b) { return __lows2half2(a, b); }
+  static __device__ __forceinline__ Type Highs(Type a, Type b) { return __highs2half2(a, b); }
+};
+
 // Rotates the keys of one tile in place by their slots' ranks; `rope` holds each row's (cos, sin)
-// pairs (unswizzled). The same roundings as RotatePair in rope_append.cu.
+// pairs (unswizzled). Packed 16-bit multiplies and adds (.rn: never contracted into an fma) each
+// round their exact result once, which is what RotatePair in rope_append.cu does in float32 for
+// 16-bit T (an exact product, a sum rounded twice only where the smaller term is far below half a
+// unit of T).
 template <typename T, int D>
 __device__ __forceinline__ void RotateTile(T* keys, const T* rope) {
+  using P = Pair<T>;
+  using T2 = typename P::Type;
   constexpr int kHalfChunks = D / 16, kKeys = kTileBytes / (D * 2);
   for (int task = threadIdx.x; task < kKeys * kHalfChunks; task += kSplitThreads) {
     const int row = task / kHalfChunks, c = task % kHalfChunks;
-    T* low = keys + row * D + Swizzle(row, c) * 8;
-    T* high = keys + row * D + Swizzle(row, c + kHalfChunks) * 8;
-    float x1[8], x2[8], cs[2][8];
-    LoadVec<T>(low, x1);
-    LoadVec<T>(high, x2);
-    LoadVec<T>(rope + row * D + 16 * c, cs[0]);  // frequencies 8c..8c+7: (cos, sin) pairs
-    LoadVec<T>(rope + row * D + 16 * c + 8, cs[1]);
-    float o1[8], o2[8];
+    uint4* low = reinterpret_cast<uint4*>(keys + row * D + Swizzle(row, c) * 8);
+    uint4* high = reinterpret_cast<uint4*>(keys + row * D + Swizzle(row, c + kHalfChunks) * 8);
+    // Frequencies 8c..8c+7: dims 8c.. of the first half pair with dims 8c + D/2.. of the second.
+    const uint4* table = reinterpret_cast<const uint4*>(rope + row * D + 16 * c);
+    uint4 x1_raw = *low, x2_raw = *high, cs_raw[2] = {table[0], table[1]};
+    const T2* x1 = reinterpret_cast<const T2*>(&x1_raw);
+    const T2* x2 = reinterpret_cast<const T2*>(&x2_raw);
+    const T2* cs = reinterpret_cast<const T2*>(cs_raw);  // (cos, sin) of frequency 8c + j at j
+    uint4 o1_raw, o2_raw;
+    T2* o1 = reinterpret_cast<T2*>(&o1_raw);
+    T2* o2 = reinterpret_cast<T2*>(&o2_raw);
 #pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      const float c_ = cs[e / 4][2 * (e % 4)], s_ = cs[e / 4][2 * (e % 4) + 1];
-      o1[e] = Round<T>(Round<T>(x1[e] * c_) + Round<T>(-x2[e] * s_));
-      o2[e] = Round<T>(Round<T>(x2[e] * c_) + Round<T>(x1[e] * s_));
+    for (int j = 0; j < 4; ++j) {
+      const T2 cosine = P::Lows(cs[2 * j], cs[2 * j + 1]);
+      const T2 sine = P::Highs(cs[2 * j], cs[2 * j + 1]);
+      o1[j] = __hsub2_rn(__hmul2_rn(x1[j], cosine), __hmul2_rn(x2[j], sine));
+      o2[j] = __hadd2_rn(__hmul2_rn(x2[j], cosine), __hmul2_rn(x1[j], sine));
     }
-    StoreVec<T>(low, o1);
-    StoreVec<T>(high, o2);
+    *low = o1_raw;
+    *high = o2_raw;
   }
 }
 
