@@ -1,6 +1,7 @@
 // Prefill timing, dense against CritiPrefill (issue 8): a whole prompt of T random tokens in one
 // chunk through LlamaModel::Forward (end to end), and one layer's attention alone on random
-// queries, keys and values (SDPA, against CritiPrefill's selection plus its block-sparse kernel).
+// queries, keys and values (SDPA, against CritiPrefill's selection plus its block-sparse kernel,
+// and that kernel alone).
 // Medians of `repeats` runs after a warm-up; on CUDA the device is synchronised around each run.
 #pragma once
 
@@ -16,6 +17,12 @@ struct PrefillTimes {
   double attention_ms = 0;
   double skipped_fraction =
       0;  // of dense causal attention's (query, key, KV head) pairs, one layer
+  // CritiPrefill only: the block-sparse kernel alone on the layer's selection (no selection), its
+  // rate on the kept FLOPs (4 · head_dim per kept (query, key, query head)), and the earlier
+  // one-head-per-block kernel on the same selection (CUDA builds; 0 elsewhere).
+  double kernel_ms = 0;
+  double kernel_tflops = 0;
+  double per_head_kernel_ms = 0;
 };
 
 // `critiprefill` null: dense. The model's KV cache for the run is FULL with room for T tokens.

@@ -1,47 +1,49 @@
 // DecodeAttention (decode_step.h), flash-decoding style. Kernel 1: one block per (split of the
-// cache, KV head, sequence); each warp's lanes take a key in groups of head_dim / 8 lanes (one
-// 16-byte access each), so a warp reads several keys at once, each group keeps its own online
-// softmax for the G query heads of the KV head, and the block merges them into one partial result.
-// Kernel 2: one block per (KV head, sequence) merges the splits, writes the output and, where
-// asked, the key mass from the raw scores kernel 1 left in the sequence's scratch.
+// cache, KV head, sequence). The block streams its keys and values through shared memory in tiles
+// of 8 KiB (cp.async, kStages deep, so two tiles are in flight while one is computed); for IN-CACHE
+// keys the tile's rows of the cos/sin table come the same way. Each warp's lanes take a key in
+// groups of head_dim / 8 lanes (one 16-byte access each); each group keeps its own online softmax
+// for the G query heads of the KV head, and the block merges them into one partial result.
+// 16-bit caches of head dims 64 and 128 take the tensor-core version of kernel 1 instead
+// (decode_attention_mma.cu). Kernel 2: one block per (KV head, sequence) merges the splits, writes
+// the output and, where asked, the key mass from the raw scores kernel 1 left in the sequence's
+// scratch.
 #include <algorithm>
 #include <cfloat>
 #include <type_traits>
 
-#include "kernels/decode_step.h"
-#include "kernels/device_math.cuh"
+#include "kernels/decode_split.cuh"
 
 namespace kvserve::kernels {
 namespace {
 
-constexpr int kThreads = 128;
-constexpr int kWarps = kThreads / 32;
-// A split reads at least this many keys: below it, the merge costs more than the parallelism buys.
-constexpr int kMinKeysPerSplit = 64;
-constexpr float kLog2e = 1.4426950408889634f;
+// The geometry of one head dim and dtype: E elements per 16-byte access, LPK lanes per key, KPW
+// keys a warp reads at once, kKeys keys per tile.
+template <typename T, int D>
+struct TileShape {
+  static constexpr int E = kVecElems<T>;
+  static_assert(D % E == 0, "head_dim must be a multiple of one 16-byte access");
+  static constexpr int LPK = D / E;
+  static_assert(LPK >= 1 && LPK <= 32 && 32 % LPK == 0, "unsupported head_dim");
+  static constexpr int KPW = 32 / LPK;
+  static constexpr int kKeys = kTileBytes / (D * static_cast<int>(sizeof(T)));
+  static constexpr int kPasses = kKeys / (kSplitWarps * KPW);  // key groups per warp and tile
+  // A lane's dims d0..d0+E hold NF distinct RoPE frequencies (E > D/2 only when one lane holds
+  // the whole key), whose (cos, sin) pairs fill kRopeVecs 16-byte accesses of the table row.
+  static constexpr int NF = E < D / 2 ? E : D / 2;
+  static constexpr int kRopeVecs = 2 * NF / E;
+  static_assert(kKeys * LPK == kTileBytes / 16 && kPasses >= 1, "tile does not split evenly");
+};
 
-__host__ __device__ __forceinline__ int NumSplits(int length, int max_splits) {
-  const int wanted = (length + kMinKeysPerSplit - 1) / kMinKeysPerSplit;
-  return wanted < 1 ? 1 : (wanted < max_splits ? wanted : max_splits);
-}
-
-__device__ __forceinline__ int SlotRank(int slot, const DecodeSequence& s) {
-  if (s.slot_ranks != nullptr) return s.slot_ranks[slot];
-  if (slot >= s.ring_begin && slot < s.ring_begin + s.ring_size) {
-    int offset = (slot - s.ring_head) % s.ring_size;
-    if (offset < 0) offset += s.ring_size;
-    return s.ring_begin + offset;
-  }
-  return slot;
-}
-
-// Rotates this lane's E elements of a key (dims d0..d0+E) by `rank`, as RotatePair in
-// rope_append.cu does. The partner of dim i is dim i ± D/2: in lane part ^ (LPK / 2), or in this
-// lane when one lane holds the whole key. Every lane of the warp must call it (shuffles).
-template <typename T, int D, int LPK>
-__device__ __forceinline__ void RotateKey(float (&k)[kVecElems<T>], int rank, int d0,
-                                          const float2* rope_table) {
-  constexpr int E = kVecElems<T>;
+// Rotates this lane's E elements of a key (dims d0..d0+E) by its rank, as RotatePair in
+// rope_append.cu does; `cs` holds the (cos, sin) pairs of the lane's frequencies, already rounded
+// to T. The partner of dim i is dim i ± D/2: in lane part ^ (LPK / 2), or in this lane when one
+// lane holds the whole key. Every lane of the warp must call it (shuffles).
+template <typename T, int D>
+__device__ __forceinline__ void RotateKey(float (&k)[kVecElems<T>],
+                                          const float (&cs)[2 * TileShape<T, D>::NF], int d0) {
+  using Shape = TileShape<T, D>;
+  constexpr int E = Shape::E, LPK = Shape::LPK;
   float partner[E];
 #pragma unroll
   for (int e = 0; e < E; ++e) {
@@ -53,49 +55,74 @@ __device__ __forceinline__ void RotateKey(float (&k)[kVecElems<T>], int rank, in
   }
 #pragma unroll
   for (int e = 0; e < E; ++e) {
-    const int dim = d0 + e;
-    const float2 cs = rope_table[static_cast<int64_t>(rank) * (D / 2) + dim % (D / 2)];
-    const float c = Round<T>(cs.x), s = Round<T>(cs.y);
-    const float rotated = dim < D / 2 ? -partner[e] * s : partner[e] * s;
+    const int f = LPK >= 2 ? e : e % (D / 2);
+    const float c = cs[2 * f], s = cs[2 * f + 1];
+    const float rotated = d0 + e < D / 2 ? -partner[e] * s : partner[e] * s;
     k[e] = Round<T>(Round<T>(k[e] * c) + Round<T>(rotated));
   }
 }
 
-// Blocks per SM the register budget is set for: wide groups need more registers.
+// Blocks per SM the register budget is set for (the shared memory allows 3).
 template <int G>
-constexpr int kMinBlocks = G >= 2 ? 2 : 4;
+constexpr int kMinBlocks = G >= 8 ? 2 : 3;
 
 template <typename T, int D, int G>
-__global__ void __launch_bounds__(kThreads, kMinBlocks<G>)
+__global__ void __launch_bounds__(kSplitThreads, kMinBlocks<G>)
     SplitAttentionKernel(DecodeShape shape, const DecodeSequence* sequences, const int32_t* lengths,
-                         int32_t layer, const T* queries, const float2* rope_table,
+                         int32_t layer, const T* queries, const T* rope_table,
                          DecodeWorkspace workspace, float scale_log2) {
-  constexpr int E = kVecElems<T>;
-  static_assert(D % E == 0, "head_dim must be a multiple of one 16-byte access");
-  constexpr int LPK = D / E;  // lanes per key
-  static_assert(LPK >= 1 && LPK <= 32 && 32 % LPK == 0, "unsupported head_dim");
-  constexpr int KPW = 32 / LPK;  // keys a warp reads at once
+  using Shape = TileShape<T, D>;
+  constexpr int E = Shape::E, LPK = Shape::LPK, KPW = Shape::KPW, kKeys = Shape::kKeys;
+  constexpr int kTileElems = kTileBytes / static_cast<int>(sizeof(T));
 
   const int split = blockIdx.x, kv_head = blockIdx.y, b = blockIdx.z;
   const DecodeSequence& s = sequences[b];
-  const int length = s.keys == nullptr ? 0 : lengths[static_cast<int64_t>(layer) * shape.batch + b];
-  const int splits = NumSplits(length, workspace.max_splits);
-  if (length == 0 || split >= splits) return;
-  const int chunk = (length + splits - 1) / splits;
-  const int begin = split * chunk, end = min(length, begin + chunk);
+  int begin, end;
+  if (!SplitRange(shape, s, lengths, layer, workspace, split, b, begin, end)) return;
+  const bool rotate = !s.keys_rotated;
 
-  __shared__ float q_shared[G * D];
-  const T* q = queries + (static_cast<int64_t>(b) * shape.num_heads + kv_head * G) * D;
-  for (int i = threadIdx.x; i < G * D; i += kThreads) q_shared[i] = ToFloat(q[i]) * scale_log2;
-  __syncthreads();
+  extern __shared__ __align__(16) unsigned char shared_raw[];
+  T* shared = reinterpret_cast<T*>(shared_raw);
+  const T* key_base =
+      static_cast<const T*>(s.keys) + layer * s.layer_stride + kv_head * s.key_head_stride;
+  const T* value_base =
+      static_cast<const T*>(s.values) + layer * s.layer_stride + kv_head * s.value_head_stride;
+
+  // Tile t's keys [begin + t * kKeys, ...) into stage t % kStages; rows past `end` read zeros.
+  const int tiles = (end - begin + kKeys - 1) / kKeys;
+  auto load_tile = [&](int t) {
+    T* keys = shared + (t % kStages) * 3 * kTileElems;
+    T* values = keys + kTileElems;
+    T* rope = values + kTileElems;
+    for (int c = threadIdx.x; c < kKeys * LPK; c += kSplitThreads) {
+      const int row = c / LPK, col = (c % LPK) * E, key = begin + t * kKeys + row;
+      const bool valid = key < end;
+      const int64_t source = static_cast<int64_t>(valid ? key : begin) * D + col;
+      CopyAsync16(keys + row * D + col, key_base + source, valid);
+      CopyAsync16(values + row * D + col, value_base + source, valid);
+      if (rotate) {
+        const int64_t rank = valid ? SlotRank(key, s) : 0;
+        CopyAsync16(rope + row * D + col, rope_table + rank * D + col, valid);
+      }
+    }
+  };
+#pragma unroll
+  for (int t = 0; t < kStages - 1; ++t) {
+    if (t < tiles) load_tile(t);
+    CopyAsyncCommit();
+  }
 
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int key_lane = lane / LPK, part = lane % LPK, d0 = part * E;
+  // (cos, sin) pairs of frequency f = (d0 % (D/2)) + i sit at elements 2f, 2f + 1 of a table row.
+  const int rope_col = 2 * (d0 % (D / 2));
   float qr[G][E];
+  const T* q = queries + (static_cast<int64_t>(b) * shape.num_heads + kv_head * G) * D;
 #pragma unroll
   for (int g = 0; g < G; ++g) {
+    LoadVec<T>(q + g * D + d0, qr[g]);
 #pragma unroll
-    for (int e = 0; e < E; ++e) qr[g][e] = q_shared[g * D + d0 + e];
+    for (int e = 0; e < E; ++e) qr[g][e] *= scale_log2;
   }
   float m[G], l[G], acc[G][E];
 #pragma unroll
@@ -105,78 +132,87 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<G>)
 #pragma unroll
     for (int e = 0; e < E; ++e) acc[g][e] = 0;
   }
-  const T* key_base =
-      static_cast<const T*>(s.keys) + layer * s.layer_stride + kv_head * s.key_head_stride;
-  const T* value_base =
-      static_cast<const T*>(s.values) + layer * s.layer_stride + kv_head * s.value_head_stride;
   float* scratch =
       s.key_mass == nullptr ? nullptr : s.logit_scratch + kv_head * G * s.scratch_stride;
 
-  // Each lane group takes U keys per iteration, all loads issued before the first use, so enough
-  // bytes are in flight to cover the memory latency; one softmax correction per U keys.
+  // U key groups per softmax correction: wide groups need the registers for their queries.
   constexpr int U = G >= 8 ? 2 : 4;
-  for (int first = begin + warp * KPW * U; first < end; first += kWarps * KPW * U) {
-    uint4 key_raw[U], value_raw[U];
+  constexpr int kPasses = Shape::kPasses;
+  static_assert(kPasses % U == 0 || kPasses < U, "passes must split into correction groups");
+  constexpr int kU = kPasses < U ? kPasses : U;
+  for (int t = 0; t < tiles; ++t) {
+    CopyAsyncWait<kStages - 2>();  // this thread's copies of tile t have landed
+    __syncthreads();               // everyone's have, and nobody still reads tile t - 1's stage
+    if (t + kStages - 1 < tiles) load_tile(t + kStages - 1);
+    CopyAsyncCommit();
+    const T* keys = shared + (t % kStages) * 3 * kTileElems;
+    const T* values = keys + kTileElems;
+    const T* rope = values + kTileElems;
+    const int tile_first = begin + t * kKeys;
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int key = first + u * KPW + key_lane;
-      if (key < end) {
-        key_raw[u] = *reinterpret_cast<const uint4*>(key_base + static_cast<int64_t>(key) * D + d0);
-        value_raw[u] =
-            *reinterpret_cast<const uint4*>(value_base + static_cast<int64_t>(key) * D + d0);
-      } else {
-        key_raw[u] = value_raw[u] = make_uint4(0, 0, 0, 0);
-      }
-    }
-    float dot[U][G];
-    float tile_max[G];
+    for (int pass = 0; pass < kPasses; pass += kU) {
+      float dot[kU][G];
+      float tile_max[G];
 #pragma unroll
-    for (int g = 0; g < G; ++g) tile_max[g] = -INFINITY;
+      for (int g = 0; g < G; ++g) tile_max[g] = -INFINITY;
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int key = first + u * KPW + key_lane;
-      const bool valid = key < end;
-      float k[E];
-      Unpack<T>(key_raw[u], k);
-      if (!s.keys_rotated) RotateKey<T, D, LPK>(k, valid ? SlotRank(key, s) : 0, d0, rope_table);
+      for (int u = 0; u < kU; ++u) {
+        const int row = (warp * kPasses + pass + u) * KPW + key_lane;
+        const int key = tile_first + row;
+        const bool valid = key < end;
+        float k[E];
+        LoadVec<T>(keys + row * D + d0, k);
+        if (rotate) {
+          float cs[2 * Shape::NF];
 #pragma unroll
-      for (int g = 0; g < G; ++g) {
-        float sum = 0;
+          for (int v = 0; v < Shape::kRopeVecs; ++v) {
+            float part_cs[E];
+            LoadVec<T>(rope + row * D + rope_col + v * E, part_cs);
 #pragma unroll
-        for (int e = 0; e < E; ++e) sum += qr[g][e] * k[e];
-#pragma unroll
-        for (int offset = LPK / 2; offset > 0; offset >>= 1) {
-          sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+            for (int e = 0; e < E; ++e) cs[v * E + e] = part_cs[e];
+          }
+          RotateKey<T, D>(k, cs, d0);
         }
-        dot[u][g] = valid ? sum : -INFINITY;
-        tile_max[g] = fmaxf(tile_max[g], dot[u][g]);
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+          float sum = 0;
+#pragma unroll
+          for (int e = 0; e < E; ++e) sum += qr[g][e] * k[e];
+#pragma unroll
+          for (int offset = LPK / 2; offset > 0; offset >>= 1) {
+            sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+          }
+          dot[u][g] = valid ? sum : -INFINITY;
+          tile_max[g] = fmaxf(tile_max[g], dot[u][g]);
+        }
+        if (scratch != nullptr && valid && part == 0) {
+#pragma unroll
+          for (int g = 0; g < G; ++g) scratch[g * s.scratch_stride + key] = dot[u][g];
+        }
       }
-      if (scratch != nullptr && valid && part == 0) {
-#pragma unroll
-        for (int g = 0; g < G; ++g) scratch[g * s.scratch_stride + key] = dot[u][g];
-      }
-    }
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-      const float m_new = fmaxf(m[g], tile_max[g]);
-      if (m_new == -INFINITY) continue;              // no valid key for this lane group yet
-      const float correction = exp2f(m[g] - m_new);  // 0 while m was -inf
-      l[g] *= correction;
-#pragma unroll
-      for (int e = 0; e < E; ++e) acc[g][e] *= correction;
-      m[g] = m_new;
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      float v[E];
-      Unpack<T>(value_raw[u], v);
 #pragma unroll
       for (int g = 0; g < G; ++g) {
-        // Invalid keys weigh 0 (m may still be -inf for a group that has seen none).
-        const float p = dot[u][g] == -INFINITY ? 0.f : exp2f(dot[u][g] - m[g]);
-        l[g] += p;
+        const float m_new = fmaxf(m[g], tile_max[g]);
+        if (m_new == -INFINITY) continue;              // no valid key for this lane group yet
+        const float correction = exp2f(m[g] - m_new);  // 0 while m was -inf
+        l[g] *= correction;
 #pragma unroll
-        for (int e = 0; e < E; ++e) acc[g][e] += p * v[e];
+        for (int e = 0; e < E; ++e) acc[g][e] *= correction;
+        m[g] = m_new;
+      }
+#pragma unroll
+      for (int u = 0; u < kU; ++u) {
+        const int row = (warp * kPasses + pass + u) * KPW + key_lane;
+        float v[E];
+        LoadVec<T>(values + row * D + d0, v);
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+          // Invalid keys weigh 0 (m may still be -inf for a group that has seen none).
+          const float p = dot[u][g] == -INFINITY ? 0.f : exp2f(dot[u][g] - m[g]);
+          l[g] += p;
+#pragma unroll
+          for (int e = 0; e < E; ++e) acc[g][e] += p * v[e];
+        }
       }
     }
   }
@@ -200,42 +236,29 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<G>)
       m[g] = m_new;
     }
   }
-  __shared__ float warp_m[kWarps][G], warp_l[kWarps][G], warp_acc[kWarps][G][D];
+  // The tiles' shared memory is free once every copy has landed and every warp has left the loop.
+  CopyAsyncWait<0>();
+  __syncthreads();
+  float* warp_m = reinterpret_cast<float*>(shared_raw);  // [kSplitWarps][G]
+  float* warp_l = warp_m + kSplitWarps * G;              // [kSplitWarps][G]
+  float* warp_acc = warp_l + kSplitWarps * G;            // [kSplitWarps][G][D]
   if (key_lane == 0) {
 #pragma unroll
     for (int g = 0; g < G; ++g) {
 #pragma unroll
-      for (int e = 0; e < E; ++e) warp_acc[warp][g][d0 + e] = acc[g][e];
+      for (int e = 0; e < E; ++e) warp_acc[(warp * G + g) * D + d0 + e] = acc[g][e];
       if (part == 0) {
-        warp_m[warp][g] = m[g];
-        warp_l[warp][g] = l[g];
+        warp_m[warp * G + g] = m[g];
+        warp_l[warp * G + g] = l[g];
       }
     }
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < G * D; i += kThreads) {
-    const int g = i / D, dim = i % D;
-    float m_all = -INFINITY;
-    for (int w = 0; w < kWarps; ++w) m_all = fmaxf(m_all, warp_m[w][g]);
-    float out = 0, sum = 0;
-    for (int w = 0; w < kWarps; ++w) {
-      const float f = warp_m[w][g] == -INFINITY ? 0.f : exp2f(warp_m[w][g] - m_all);
-      out += warp_acc[w][g][dim] * f;
-      sum += warp_l[w][g] * f;
-    }
-    const int64_t index =
-        ((static_cast<int64_t>(b) * shape.kv_heads + kv_head) * G + g) * workspace.max_splits +
-        split;
-    workspace.partial_out[index * D + dim] = out;
-    if (dim == 0) {
-      workspace.partial_stats[index * 2] = m_all;
-      workspace.partial_stats[index * 2 + 1] = sum;
-    }
-  }
+  WriteSplitPartial<D, G>(warp_m, warp_l, warp_acc, shape, workspace, b, kv_head, split);
 }
 
 template <typename T, int D, int G>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kSplitThreads)
     MergeSplitsKernel(DecodeShape shape, const DecodeSequence* sequences, const int32_t* lengths,
                       int32_t layer, T* out, DecodeWorkspace workspace) {
   const int kv_head = blockIdx.x, b = blockIdx.y;
@@ -243,12 +266,12 @@ __global__ void __launch_bounds__(kThreads)
   const int length = s.keys == nullptr ? 0 : lengths[static_cast<int64_t>(layer) * shape.batch + b];
   T* out_row = out + (static_cast<int64_t>(b) * shape.num_heads + kv_head * G) * D;
   if (length == 0) {
-    for (int i = threadIdx.x; i < G * D; i += kThreads) out_row[i] = FromFloat<T>(0.f);
+    for (int i = threadIdx.x; i < G * D; i += kSplitThreads) out_row[i] = FromFloat<T>(0.f);
     return;
   }
   const int splits = NumSplits(length, workspace.max_splits);
   __shared__ float lse[G];  // log2 of each query head's softmax denominator, in scaled units
-  for (int i = threadIdx.x; i < G * D; i += kThreads) {
+  for (int i = threadIdx.x; i < G * D; i += kSplitThreads) {
     const int g = i / D, dim = i % D;
     const int64_t first =
         ((static_cast<int64_t>(b) * shape.kv_heads + kv_head) * G + g) * workspace.max_splits;
@@ -267,7 +290,7 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   const float* scratch = s.logit_scratch + kv_head * G * s.scratch_stride;
   float* mass = s.key_mass + layer * s.mass_layer_stride + kv_head * s.mass_head_stride;
-  for (int slot = threadIdx.x; slot < length; slot += kThreads) {
+  for (int slot = threadIdx.x; slot < length; slot += kSplitThreads) {
     float total = 0;
 #pragma unroll
     for (int g = 0; g < G; ++g) total += exp2f(scratch[g * s.scratch_stride + slot] - lse[g]);
@@ -278,16 +301,27 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T, int D, int G>
 cudaError_t Launch(const DecodeShape& shape, const DecodeSequence* sequences,
                    const int32_t* lengths, int32_t layer, const void* queries, void* out,
-                   const float* rope_table, const DecodeWorkspace& workspace, cudaStream_t stream) {
-  const float scale_log2 = kLog2e / sqrtf(static_cast<float>(D));
-  const dim3 split_grid(workspace.max_splits, shape.kv_heads, shape.batch);
-  SplitAttentionKernel<T, D, G><<<split_grid, kThreads, 0, stream>>>(
-      shape, sequences, lengths, layer, static_cast<const T*>(queries),
-      reinterpret_cast<const float2*>(rope_table), workspace, scale_log2);
-  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+                   const void* rope_table, const DecodeWorkspace& workspace, cudaStream_t stream) {
+  if (MmaSplitTakes(shape.dtype, D, G)) {
+    const cudaError_t e =
+        LaunchMmaSplit(shape, sequences, lengths, layer, queries, rope_table, workspace, stream);
+    if (e != cudaSuccess) return e;
+  } else {
+    // Above 48 KiB of dynamic shared memory a kernel must opt in; once per instantiation.
+    static const cudaError_t opted_in =
+        cudaFuncSetAttribute(SplitAttentionKernel<T, D, G>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, kSplitSharedBytes);
+    if (opted_in != cudaSuccess) return opted_in;
+    const float scale_log2 = kLog2e / sqrtf(static_cast<float>(D));
+    const dim3 split_grid(workspace.max_splits, shape.kv_heads, shape.batch);
+    SplitAttentionKernel<T, D, G><<<split_grid, kSplitThreads, kSplitSharedBytes, stream>>>(
+        shape, sequences, lengths, layer, static_cast<const T*>(queries),
+        static_cast<const T*>(rope_table), workspace, scale_log2);
+    if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  }
   const dim3 merge_grid(shape.kv_heads, shape.batch);
-  MergeSplitsKernel<T, D, G><<<merge_grid, kThreads, 0, stream>>>(shape, sequences, lengths, layer,
-                                                                  static_cast<T*>(out), workspace);
+  MergeSplitsKernel<T, D, G><<<merge_grid, kSplitThreads, 0, stream>>>(
+      shape, sequences, lengths, layer, static_cast<T*>(out), workspace);
   return cudaGetLastError();
 }
 
@@ -320,14 +354,15 @@ DecodeWorkspaceSize DecodeWorkspaceFloats(const DecodeShape& shape, int32_t max_
 }
 
 int32_t DecodeMaxSplits(const DecodeShape& shape, int32_t multiprocessors) {
+  // About eight blocks per SM (three are resident at once): short tails between waves.
   const int64_t blocks = std::max<int64_t>(1, static_cast<int64_t>(shape.batch) * shape.kv_heads);
-  const int64_t wanted = (2 * static_cast<int64_t>(multiprocessors) + blocks - 1) / blocks;
+  const int64_t wanted = (8 * static_cast<int64_t>(multiprocessors) + blocks - 1) / blocks;
   return static_cast<int32_t>(std::clamp<int64_t>(wanted, 1, 64));
 }
 
 cudaError_t DecodeAttention(const DecodeShape& shape, const DecodeSequence* sequences,
                             const int32_t* lengths, int32_t layer, const void* queries, void* out,
-                            const float* rope_table, const DecodeWorkspace& workspace,
+                            const void* rope_table, const DecodeWorkspace& workspace,
                             cudaStream_t stream) {
   if (shape.batch == 0) return cudaSuccess;
   if (shape.kv_heads <= 0 || shape.num_heads % shape.kv_heads != 0) return cudaErrorInvalidValue;

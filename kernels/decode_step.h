@@ -95,17 +95,18 @@ struct DecodeWorkspaceSize {
 };
 DecodeWorkspaceSize DecodeWorkspaceFloats(const DecodeShape& shape, int32_t max_splits);
 
-// A split count that fills `multiprocessors` SMs about twice for the shape.
+// A split count that gives `multiprocessors` SMs several waves of blocks for the shape.
 int32_t DecodeMaxSplits(const DecodeShape& shape, int32_t multiprocessors);
 
 // out [batch, num_heads, head_dim] = softmax(q·kᵀ / √head_dim) v of each sequence's query over its
 // lengths[layer * batch + b] held keys (the step's own key included), and the key mass where
-// asked. `rope_table` [rows, head_dim / 2] float2 (cos, sin) serves keys_rotated == 0; every rank
+// asked. `rope_table` [rows, head_dim / 2, 2] of the dtype (cos, sin of rank * inv_freq in
+// float32, rounded to the dtype, as RopeAppend rounds them) serves keys_rotated == 0; every rank
 // must be < rows. REQUIRES: DecodeAttentionSupports(head_dim, num_heads / kv_heads); 16-byte
 // aligned rows.
 cudaError_t DecodeAttention(const DecodeShape& shape, const DecodeSequence* sequences,
                             const int32_t* lengths, int32_t layer, const void* queries, void* out,
-                            const float* rope_table, const DecodeWorkspace& workspace,
+                            const void* rope_table, const DecodeWorkspace& workspace,
                             cudaStream_t stream);
 
 }  // namespace kvserve::kernels

@@ -13,6 +13,8 @@
 
 namespace kvserve::kernels {
 
+constexpr float kLog2e = 1.4426950408889634f;
+
 __device__ __forceinline__ float ToFloat(float x) { return x; }
 __device__ __forceinline__ float ToFloat(__half x) { return __half2float(x); }
 __device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
@@ -66,6 +68,20 @@ __device__ __forceinline__ void StoreVec(T* p, const float (&in)[kVecElems<T>]) 
 #pragma unroll
   for (int e = 0; e < kVecElems<T>; ++e) v[e] = FromFloat<T>(in[e]);
   *reinterpret_cast<uint4*>(p) = raw;
+}
+
+// 16 bytes from global to shared memory without passing through registers (sm_80+), or zeros
+// when `valid` is false. Copies issued since the last commit form one group.
+__device__ __forceinline__ void CopyAsync16(void* shared, const void* global, bool valid) {
+  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void CopyAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+// Waits until at most `kPending` of this thread's committed groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void CopyAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
 __device__ __forceinline__ float WarpSum(float x) {

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstdint>
 
 #include "kernels/device_math.cuh"
 #include "kernels/elementwise.h"
@@ -8,10 +9,52 @@ namespace {
 
 constexpr int kNormThreads = 256;
 
-// One block per row: the row is small (a few KiB) and read twice, the second time from cache.
-template <typename T>
+// One block per row, the row held in registers as kVecs 16-byte vectors per thread: one read of x
+// and the residual, one write of each output. Roundings as AddRmsNormReference (ops.h).
+template <typename T, int kVecs>
 __global__ void __launch_bounds__(kNormThreads)
     AddRmsNormKernel(T* x, const T* residual, const T* weight, T* out, int64_t hidden, float eps) {
+  constexpr int E = kVecElems<T>;
+  __shared__ float scratch[kNormThreads / 32];
+  T* row = x + blockIdx.x * hidden;
+  const T* res = residual == nullptr ? nullptr : residual + blockIdx.x * hidden;
+  float v[kVecs][E];
+  float squares = 0;
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) {
+    const int64_t i = (static_cast<int64_t>(j) * kNormThreads + threadIdx.x) * E;
+    if (i >= hidden) break;
+    LoadVec<T>(row + i, v[j]);
+    if (res != nullptr) {
+      float r[E];
+      LoadVec<T>(res + i, r);
+#pragma unroll
+      for (int e = 0; e < E; ++e) v[j][e] = Round<T>(v[j][e] + r[e]);
+      StoreVec<T>(row + i, v[j]);
+    }
+#pragma unroll
+    for (int e = 0; e < E; ++e) squares += v[j][e] * v[j][e];
+  }
+  const float rstd = rsqrtf(BlockSum(squares, scratch) / static_cast<float>(hidden) + eps);
+  T* dst = out + blockIdx.x * hidden;
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) {
+    const int64_t i = (static_cast<int64_t>(j) * kNormThreads + threadIdx.x) * E;
+    if (i >= hidden) break;
+    float w[E], o[E];
+    LoadVec<T>(weight + i, w);
+#pragma unroll
+    for (int e = 0; e < E; ++e) o[e] = w[e] * Round<T>(v[j][e] * rstd);
+    StoreVec<T>(dst + i, o);
+  }
+}
+
+// Rows that are not whole 16-byte vectors, or too long for the registers: element by element,
+// the row read twice (the second time from cache).
+template <typename T>
+__global__ void __launch_bounds__(kNormThreads)
+    AddRmsNormScalarKernel(T* x, const T* residual, const T* weight, T* out, int64_t hidden,
+                           float eps) {
   __shared__ float scratch[kNormThreads / 32];
   T* row = x + blockIdx.x * hidden;
   const T* res = residual == nullptr ? nullptr : residual + blockIdx.x * hidden;
@@ -31,6 +74,8 @@ __global__ void __launch_bounds__(kNormThreads)
     dst[i] = FromFloat<T>(ToFloat(weight[i]) * normed);
   }
 }
+
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 template <typename T>
 __global__ void SwiGluKernel(const T* gate_up, T* out, int64_t rows, int64_t width) {
@@ -53,9 +98,24 @@ cudaError_t AddRmsNorm(DType dtype, void* x, const void* residual, const void* w
   if (rows == 0) return cudaSuccess;
   return DispatchDType(dtype, [&](auto type) {
     using T = decltype(type);
-    AddRmsNormKernel<T><<<static_cast<unsigned>(rows), kNormThreads, 0, stream>>>(
-        static_cast<T*>(x), static_cast<const T*>(residual), static_cast<const T*>(weight),
-        static_cast<T*>(out), hidden, eps);
+    auto* xt = static_cast<T*>(x);
+    const auto* rt = static_cast<const T*>(residual);
+    const auto* wt = static_cast<const T*>(weight);
+    auto* ot = static_cast<T*>(out);
+    const unsigned blocks = static_cast<unsigned>(rows);
+    constexpr int64_t kPerVec =
+        kNormThreads * kVecElems<T>;  // elements one vector per thread covers
+    const bool vectors = hidden % kVecElems<T> == 0 && Aligned16(x) && Aligned16(weight) &&
+                         Aligned16(out) && (residual == nullptr || Aligned16(residual));
+    if (vectors && hidden <= kPerVec) {
+      AddRmsNormKernel<T, 1><<<blocks, kNormThreads, 0, stream>>>(xt, rt, wt, ot, hidden, eps);
+    } else if (vectors && hidden <= 2 * kPerVec) {
+      AddRmsNormKernel<T, 2><<<blocks, kNormThreads, 0, stream>>>(xt, rt, wt, ot, hidden, eps);
+    } else if (vectors && hidden <= 4 * kPerVec) {
+      AddRmsNormKernel<T, 4><<<blocks, kNormThreads, 0, stream>>>(xt, rt, wt, ot, hidden, eps);
+    } else {
+      AddRmsNormScalarKernel<T><<<blocks, kNormThreads, 0, stream>>>(xt, rt, wt, ot, hidden, eps);
+    }
     return cudaGetLastError();
   });
 }

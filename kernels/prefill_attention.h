@@ -1,5 +1,6 @@
 // Prefill attention of one sequence's chunk over its keys on the tensor cores (mma.sync, bf16 or
-// fp16 in, float32 accumulation), causal, grouped-query aware, optionally block-sparse per query
+// fp16 in, float32 accumulation and softmax, output in the input dtype), causal, grouped-query
+// aware (the query heads of a KV head share each key tile), optionally block-sparse per query
 // segment (CritiPrefill, prefill_and_heads.md §4.3): a sparse segment reads only its listed key
 // blocks and, causally, its own keys.
 #pragma once
@@ -43,6 +44,10 @@ struct PrefillAttentionArgs {
   // [b * block_size - key_offset, (b + 1) * block_size - key_offset), those < 0 absent (a
   // compressed cache numbers its held keys back from the chunk's start).
   int32_t key_offset = 0;
+  // The earlier kernel (one query head per block, one key tile in flight) instead of the default
+  // one that packs the query heads of a KV head into a block and pipelines its key tiles; same
+  // results up to rounding, kept for comparison.
+  bool per_head = false;
 };
 
 // Whether the kernel takes a head dim and, when sparse (segment_size > 0), the segment size

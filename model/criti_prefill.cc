@@ -56,16 +56,24 @@ at::Tensor ReadableBlocks(const ChunkLayout& l, const CritiPrefillChunk& chunk,
          ((block.unsqueeze(0) + 1) * params.block_size <= start.unsqueeze(1));
 }
 
-// Element-wise max or min of each block's present keys: [kv_heads, blocks - first_held, d].
+// Max and min are exact in any dtype: on CUDA they reduce the 16-bit tensors themselves (no float32
+// copy, a third of the bytes), on the CPU a float32 copy (libtorch 1.13's CPU half kernels are
+// incomplete). The caller converts the (small) result to float32.
+at::Tensor SummaryInput(const at::Tensor& t) { return t.is_cuda() ? t : t.to(at::kFloat); }
+
+// Element-wise max or min of each block's present keys: [kv_heads, blocks - first_held, d],
+// float32.
 at::Tensor BlockSummary(const at::Tensor& keys, const ChunkLayout& l, int64_t block_size,
                         bool max) {
   const int64_t kv_heads = keys.size(0), dim = keys.size(2);
   const int64_t pad = l.offset - l.first_held * block_size;  // absent keys of the first block
-  auto present = keys.narrow(1, 0, l.blocks * block_size - l.offset).to(at::kFloat);
+  auto present = SummaryInput(keys.narrow(1, 0, l.blocks * block_size - l.offset));
   const float fill = max ? -INFINITY : INFINITY;
-  auto padded = at::cat({at::full({kv_heads, pad, dim}, fill, present.options()), present}, 1)
-                    .view({kv_heads, l.blocks - l.first_held, block_size, dim});
-  return max ? padded.amax(2) : padded.amin(2);
+  auto padded =
+      (pad == 0 ? present
+                : at::cat({at::full({kv_heads, pad, dim}, fill, present.options()), present}, 1))
+          .reshape({kv_heads, l.blocks - l.first_held, block_size, dim});
+  return (max ? padded.amax(2) : padded.amin(2)).to(at::kFloat);
 }
 
 }  // namespace
@@ -104,10 +112,9 @@ at::Tensor BlockProbabilities(const at::Tensor& queries, const at::Tensor& keys,
   auto scores = at::full({kv_heads, l.profiled, l.blocks}, kLowest, options);
   if (l.profiled > 0 && l.blocks > l.first_held) {
     // Step 4-5: q̄ = (max + min) / 2 over each segment's queries; score = max(q̄·k̂max, q̄·k̂min).
-    auto q = queries.narrow(0, 0, l.profiled * params.segment_size)
-                 .to(at::kFloat)
-                 .view({l.profiled, params.segment_size, heads, dim});
-    auto q_mid = ((q.amax(1) + q.amin(1)) * 0.5)
+    auto q = SummaryInput(queries.narrow(0, 0, l.profiled * params.segment_size))
+                 .reshape({l.profiled, params.segment_size, heads, dim});
+    auto q_mid = ((q.amax(1).to(at::kFloat) + q.amin(1).to(at::kFloat)) * 0.5)
                      .permute({1, 0, 2})
                      .reshape({kv_heads, heads / kv_heads, l.profiled, dim});
     auto k_max = BlockSummary(keys, l, params.block_size, true).unsqueeze(1).transpose(-1, -2);

@@ -187,7 +187,7 @@ class CudaDecodeRunner final : public DecodeRunner {
       cuda::Check(
           kernels::DecodeAttention(shape, DeviceSequences(), DeviceLengths(),
                                    static_cast<int32_t>(layer), q.data_ptr(), attention.data_ptr(),
-                                   rope_table_.data_ptr<float>(), workspace, stream),
+                                   rope_table_.data_ptr(), workspace, stream),
           "DecodeAttention kernel");
       auto h2 = AddRmsNorm(x, at::linear(attention, w.out, w.out_bias), w.post_norm, eps);
       pending = at::linear(SwiGlu(at::linear(h2, w.gate_up, w.gate_up_bias)), w.down, w.down_bias);
@@ -360,7 +360,8 @@ class CudaDecodeRunner final : public DecodeRunner {
     const int64_t size = std::max(rows, rope_table_.defined() ? 2 * rope_table_.size(0) : rows);
     auto ranks = at::arange(size, at::TensorOptions().dtype(at::kFloat).device(device_));
     auto angles = at::outer(ranks, rope_.inverse_frequencies());
-    rope_table_ = at::stack({angles.cos(), angles.sin()}, -1).contiguous();
+    // Rounded to the model's dtype once here rather than per key in the kernel.
+    rope_table_ = at::stack({angles.cos(), angles.sin()}, -1).to(dtype_).contiguous();
     graphs_.clear();
   }
 
@@ -387,7 +388,7 @@ class CudaDecodeRunner final : public DecodeRunner {
   at::Tensor queries_;  // [layers, max_batch, heads, head_dim]: the step's rotated queries
   at::Tensor partial_out_;
   at::Tensor partial_stats_;
-  at::Tensor rope_table_;  // [rows, head_dim / 2, 2] float32
+  at::Tensor rope_table_;  // [rows, head_dim / 2, 2] in the model's dtype
   std::map<int64_t, std::unique_ptr<Graph>> graphs_;
   bool profiling_ = false;
   at::cuda::CUDAEvent step_start_{cudaEventDefault};

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "cache/policy_factory.h"
+#include "kernels/decode_step.h"
 #include "model/attention_backend.h"
 #include "model/cuda_ops.h"
 #include "model/llama_model.h"
@@ -122,6 +124,127 @@ TEST_F(CudaKernelsTest, DecodeAttentionMatchesTheReference) {
   }
 }
 
+// IN-CACHE keys: the decode kernel rotates stored un-rotated keys by each slot's rank (rank = slot,
+// a StreamingLLM ring, or an explicit rank table) with the dtype's cos/sin table, against keys
+// rotated here with the same roundings, then the reference attention.
+TEST_F(CudaKernelsTest, DecodeAttentionRotatesInCacheKeysByRank) {
+  at::manual_seed(4);
+  auto reference = MakeReferenceAttention();
+  const auto ints = at::TensorOptions().dtype(at::kInt).device(at::kCUDA);
+  for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    for (int64_t dim : {8, 64, 128}) {
+      for (int64_t group : {1, 4, 8}) {
+        const int64_t kv_heads = 4, heads = kv_heads * group, rows = 4096;
+        auto inv_freq = at::pow(10000.0, -at::arange(0, dim, 2, at::kDouble) / dim).to(at::kFloat);
+        auto angles = at::outer(at::arange(rows, at::kFloat), inv_freq);
+        auto table = at::stack({angles.cos(), angles.sin()}, -1).to(dtype).to(at::kCUDA);
+        std::vector<kernels::DecodeSequence> sequences;
+        std::vector<int32_t> lengths;
+        std::vector<at::Tensor> held;    // keeps the buffers the table points into alive
+        std::vector<at::Tensor> masses;  // per sequence: its key mass, or undefined
+        std::vector<AttentionInput> batch;
+        int64_t index = 0;
+        for (int64_t m : {1, 37, 300, 1000}) {
+          for (int layout = 0; layout < 3; ++layout, ++index) {
+            const int64_t capacity = m + 5;
+            auto keys = at::randn({kv_heads, capacity, dim}, Options(dtype));
+            auto values = at::randn({kv_heads, capacity, dim}, Options(dtype));
+            kernels::DecodeSequence s;
+            s.keys = keys.data_ptr();
+            s.values = values.data_ptr();
+            s.key_head_stride = s.value_head_stride = capacity * dim;
+            s.keys_rotated = 0;
+            at::Tensor ranks = at::arange(m, at::kLong);  // layout 0: rank = slot
+            if (layout == 1 && m > 8) {                   // a ring after 4 sinks
+              s.ring_begin = 4;
+              s.ring_size = static_cast<int32_t>(m - 4);
+              s.ring_head = static_cast<int32_t>(4 + (index * 7) % (m - 4));
+              auto offsets = (at::arange(4, m, at::kLong) - s.ring_head).remainder(m - 4);
+              ranks = at::cat({at::arange(4, at::kLong), offsets + 4});
+            } else if (layout == 2) {  // an explicit table: any permutation of [0, m)
+              ranks = at::randperm(m, at::kLong);
+              auto device_ranks = ranks.to(ints.dtype()).to(at::kCUDA);
+              s.slot_ranks = device_ranks.data_ptr<int32_t>();
+              held.push_back(device_ranks);
+            }
+            auto stored = keys.narrow(1, 0, m);
+            auto cs = table.index_select(0, ranks.to(at::kCUDA));  // [m, dim / 2, 2]
+            auto c = at::cat({cs.select(2, 0), cs.select(2, 0)}, -1).unsqueeze(0);
+            auto sn = at::cat({cs.select(2, 1), cs.select(2, 1)}, -1).unsqueeze(0);
+            auto x1 = stored.narrow(2, 0, dim / 2), x2 = stored.narrow(2, dim / 2, dim / 2);
+            auto rotated = stored * c + at::cat({-x2, x1}, -1) * sn;  // each op rounds to dtype
+            const bool mass = index % 2 == 1;
+            if (mass) {
+              auto key_mass = at::zeros({kv_heads, capacity}, Options(at::kFloat));
+              auto scratch = at::zeros({kv_heads, group, capacity}, Options(at::kFloat));
+              s.key_mass = key_mass.data_ptr<float>();
+              s.mass_head_stride = capacity;
+              s.logit_scratch = scratch.data_ptr<float>();
+              s.scratch_stride = capacity;
+              held.push_back(scratch);
+              masses.push_back(key_mass.narrow(1, 0, m));
+            } else {
+              masses.emplace_back();
+            }
+            held.push_back(keys);
+            held.push_back(values);
+            sequences.push_back(s);
+            lengths.push_back(static_cast<int32_t>(m));
+            batch.push_back({at::randn({1, heads, dim}, Options(dtype)), rotated,
+                             values.narrow(1, 0, m), mass});
+          }
+        }
+        const size_t table_bytes = sequences.size() * sizeof(kernels::DecodeSequence);
+        auto host = at::empty({static_cast<int64_t>(table_bytes + lengths.size() * 4)}, at::kByte);
+        std::memcpy(host.data_ptr(), sequences.data(), table_bytes);
+        std::memcpy(static_cast<char*>(host.data_ptr()) + table_bytes, lengths.data(),
+                    lengths.size() * 4);
+        auto device_table = host.to(at::kCUDA);
+        std::vector<at::Tensor> queries;
+        for (const auto& in : batch) queries.push_back(in.queries);
+        auto q = at::cat(queries, 0).contiguous();
+        auto out = at::empty_like(q);
+        kernels::DecodeShape shape;
+        shape.dtype = dtype == at::kFloat ? kernels::DType::kFloat32
+                                          : (dtype == at::kHalf ? kernels::DType::kFloat16
+                                                                : kernels::DType::kBFloat16);
+        shape.batch = static_cast<int32_t>(batch.size());
+        shape.num_heads = static_cast<int32_t>(heads);
+        shape.kv_heads = static_cast<int32_t>(kv_heads);
+        shape.head_dim = static_cast<int32_t>(dim);
+        const int32_t splits = kernels::DecodeMaxSplits(shape, cuda::MultiprocessorCount());
+        const auto sizes = kernels::DecodeWorkspaceFloats(shape, splits);
+        auto partial_out = at::empty({sizes.partial_out}, Options(at::kFloat));
+        auto partial_stats = at::empty({sizes.partial_stats}, Options(at::kFloat));
+        const auto* table_sequences =
+            static_cast<const kernels::DecodeSequence*>(device_table.data_ptr());
+        const auto* table_lengths = reinterpret_cast<const int32_t*>(
+            static_cast<const char*>(device_table.data_ptr()) + table_bytes);
+        ASSERT_EQ(kernels::DecodeAttention(
+                      shape, table_sequences, table_lengths, 0, q.data_ptr(), out.data_ptr(),
+                      table.data_ptr(),
+                      {partial_out.data_ptr<float>(), partial_stats.data_ptr<float>(), splits},
+                      cuda::CurrentStream()),
+                  cudaSuccess);
+        auto ref = reference->Attend(batch);
+        double worst = 0, worst_mass = 0;
+        for (size_t i = 0; i < batch.size(); ++i) {
+          worst = std::max(worst, RelativeError(out.narrow(0, i, 1), ref[i].out));
+          if (masses[i].defined()) {
+            worst_mass = std::max(worst_mass, RelativeError(masses[i], ref[i].key_mass));
+          }
+        }
+        const std::string name =
+            std::string(Name(dtype)) + " d" + std::to_string(dim) + " g" + std::to_string(group);
+        Report("DecodeAttention in-cache " + name, worst);
+        Report("DecodeAttention in-cache key_mass " + name, worst_mass);
+        EXPECT_LT(worst, Tolerance(dtype)) << name;
+        EXPECT_LT(worst_mass, dtype == at::kFloat ? 1e-5 : 2e-2) << name;
+      }
+    }
+  }
+}
+
 // Masked attention in float32: mask [kv_heads, n, m] (true = visible).
 at::Tensor MaskedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            const at::Tensor& mask) {
@@ -133,57 +256,101 @@ at::Tensor MaskedAttention(const at::Tensor& q, const at::Tensor& k, const at::T
   return out.permute({2, 0, 1, 3}).reshape({n, heads, dim});
 }
 
-// The tensor-core prefill kernel, dense (a chunk after a prefix) and block-sparse (random block
-// lists per KV head and segment), against masked float32 attention.
+// One case of the prefill kernels: n queries after `prefix` keys, heads over kv_heads; sparse
+// segments of `segment` queries read up to `listed` random blocks of `block` keys (ids counted from
+// key index -key_offset) out of lists `max_blocks` wide.
+struct PrefillCase {
+  int64_t heads, kv_heads, n, prefix, segment, block, max_blocks, listed, key_offset;
+  std::string Name() const {
+    return std::to_string(heads) + "/" + std::to_string(kv_heads) + " n" + std::to_string(n) +
+           " prefix" + std::to_string(prefix) + " S" + std::to_string(segment) + " B" +
+           std::to_string(block) + " off" + std::to_string(key_offset);
+  }
+};
+
+// Random block lists: the first and last segments dense, segment 1 (when sparse) with empty
+// lists, the others with 0..listed ascending ids of blocks that end before the segment. Returns
+// the lists, the dense flags and the visibility mask [kv_heads, n, m] (on the CPU).
+struct PrefillSelection {
+  at::Tensor blocks, dense, mask;
+};
+PrefillSelection RandomSelection(const PrefillCase& c, std::mt19937& rng) {
+  const int64_t m = c.prefix + c.n, segments = (c.n + c.segment - 1) / c.segment;
+  auto query_index = at::arange(c.prefix, m, at::kLong).view({1, c.n, 1});
+  auto key_index = at::arange(m, at::kLong).view({1, 1, m});
+  PrefillSelection out;
+  out.mask = (key_index <= query_index).expand({c.kv_heads, c.n, m}).clone();
+  out.blocks = at::full({c.kv_heads, segments, c.max_blocks}, -1, at::kInt);
+  out.dense = at::zeros({segments}, at::kInt);
+  out.dense[0] = 1;
+  out.dense[segments - 1] = 1;
+  for (int64_t h = 0; h < c.kv_heads; ++h) {
+    for (int64_t s = 1; s + 1 < segments; ++s) {
+      const int64_t start = c.prefix + s * c.segment, earlier = (start + c.key_offset) / c.block;
+      std::vector<int32_t> ids(earlier);
+      std::iota(ids.begin(), ids.end(), 0);
+      std::shuffle(ids.begin(), ids.end(), rng);
+      ids.resize(s == 1 ? 0 : std::min<int64_t>(rng() % (c.listed + 1), earlier));
+      std::sort(ids.begin(), ids.end());
+      auto visible = at::zeros({m}, at::kBool);
+      visible.narrow(0, start, m - start).fill_(true);
+      for (size_t i = 0; i < ids.size(); ++i) {
+        out.blocks[h][s][i] = ids[i];
+        const int64_t first = std::max<int64_t>(0, ids[i] * c.block - c.key_offset);
+        visible.narrow(0, first, (ids[i] + 1) * c.block - c.key_offset - first).fill_(true);
+      }
+      out.mask[h]
+          .narrow(0, s * c.segment, std::min(c.segment, c.n - s * c.segment))
+          .logical_and_(visible.unsqueeze(0));
+    }
+  }
+  return out;
+}
+
+// The tensor-core prefill kernels (heads packed per KV head, and the earlier one head per block),
+// dense (a chunk after a prefix) and block-sparse, against masked float32 attention. The cases
+// cover groups of 1, 2, 3, 4, 8 and 16 heads (3: no packing), lengths that are no multiple of the
+// query or key tiles, blocks that do not divide a tile, empty lists, lists wider than a block's
+// threads, and ids offset from the chunk's keys (a compressed cache).
 TEST_F(CudaKernelsTest, PrefillAttentionMatchesTheReference) {
   at::manual_seed(4);
   std::mt19937 rng(4);
-  const int64_t n = 320, prefix = 200, m = prefix + n, segment = 64, block = 16, max_blocks = 6;
-  const int64_t segments = n / segment;
+  const std::vector<PrefillCase> cases = {
+      {32, 8, 320, 200, 64, 16, 6, 6, 0},    {8, 8, 320, 200, 64, 16, 6, 6, 0},
+      {16, 8, 333, 77, 128, 32, 8, 8, 0},    {32, 4, 270, 0, 64, 32, 4, 4, 0},
+      {6, 2, 200, 50, 64, 24, 5, 5, 0},      {32, 8, 256, 100, 64, 32, 300, 6, 20},
+      {16, 1, 200, 1000, 64, 16, 80, 70, 0}, {32, 8, 5, 3, 64, 16, 2, 2, 0},
+      {32, 8, 1, 0, 64, 16, 2, 2, 0},
+  };
   for (auto dtype : {at::kBFloat16, at::kHalf}) {
     for (int64_t dim : {64, 128}) {
-      for (auto [heads, kv_heads] : {std::pair<int64_t, int64_t>{32, 8}, {8, 8}}) {
-        auto q = at::randn({n, heads, dim}, Options(dtype));
-        auto k = at::randn({kv_heads, m + 13, dim}, Options(dtype)).narrow(1, 0, m);
-        auto v = at::randn({kv_heads, m + 13, dim}, Options(dtype)).narrow(1, 0, m);
-        auto query_index = at::arange(prefix, m, at::kLong).view({1, n, 1});
-        auto key_index = at::arange(m, at::kLong).view({1, 1, m});
-        auto causal = (key_index <= query_index).expand({kv_heads, n, m});
-        const std::string shape = std::string(Name(dtype)) + " d" + std::to_string(dim) + " " +
-                                  std::to_string(heads) + "/" + std::to_string(kv_heads);
-        const double dense_error = RelativeError(cuda::PrefillAttention(q, k, v),
-                                                 MaskedAttention(q, k, v, causal.to(at::kCUDA)));
-        Report("PrefillAttention dense " + shape, dense_error);
-        EXPECT_LT(dense_error, 1e-2) << shape;
-
-        auto blocks = at::full({kv_heads, segments, max_blocks}, -1, at::kInt);
-        auto dense = at::zeros({segments}, at::kInt);
-        dense[0] = 1;
-        dense[segments - 1] = 1;
-        auto mask = causal.clone();
-        for (int64_t h = 0; h < kv_heads; ++h) {
-          for (int64_t s = 1; s + 1 < segments; ++s) {
-            const int64_t start = prefix + s * segment, earlier = start / block;
-            std::vector<int32_t> ids(earlier);
-            std::iota(ids.begin(), ids.end(), 0);
-            std::shuffle(ids.begin(), ids.end(), rng);
-            ids.resize(std::min<int64_t>(rng() % (max_blocks + 1), earlier));
-            std::sort(ids.begin(), ids.end());
-            auto visible = at::zeros({m}, at::kBool);
-            visible.narrow(0, start, m - start).fill_(true);
-            for (size_t i = 0; i < ids.size(); ++i) {
-              blocks[h][s][i] = ids[i];
-              visible.narrow(0, ids[i] * block, block).fill_(true);
-            }
-            mask[h].narrow(0, s * segment, segment).logical_and_(visible.unsqueeze(0));
-          }
+      for (const PrefillCase& c : cases) {
+        const int64_t m = c.prefix + c.n;
+        auto q = at::randn({c.n, c.heads, dim}, Options(dtype));
+        auto k = at::randn({c.kv_heads, m + 13, dim}, Options(dtype)).narrow(1, 0, m);
+        auto v = at::randn({c.kv_heads, m + 13, dim}, Options(dtype)).narrow(1, 0, m);
+        const std::string shape =
+            std::string(Name(dtype)) + " d" + std::to_string(dim) + " " + c.Name();
+        const PrefillSelection selection = RandomSelection(c, rng);
+        auto causal = (at::arange(m, at::kLong).view({1, 1, m}) <=
+                       at::arange(c.prefix, m, at::kLong).view({1, c.n, 1}))
+                          .expand({c.kv_heads, c.n, m});
+        const auto dense_ref = MaskedAttention(q, k, v, causal.to(at::kCUDA));
+        const auto sparse_ref = MaskedAttention(q, k, v, selection.mask.to(at::kCUDA));
+        auto blocks = selection.blocks.to(at::kCUDA), dense = selection.dense.to(at::kCUDA);
+        for (bool per_head : {false, true}) {
+          const std::string kernel = per_head ? " per-head" : " packed";
+          const double dense_error =
+              RelativeError(cuda::PrefillAttention(q, k, v, {}, {}, 0, 0, 0, per_head), dense_ref);
+          Report("PrefillAttention dense " + shape + kernel, dense_error);
+          EXPECT_LT(dense_error, 1e-2) << shape << kernel;
+          const double sparse_error =
+              RelativeError(cuda::PrefillAttention(q, k, v, blocks, dense, c.segment, c.block,
+                                                   c.key_offset, per_head),
+                            sparse_ref);
+          Report("PrefillAttention sparse " + shape + kernel, sparse_error);
+          EXPECT_LT(sparse_error, 1e-2) << shape << kernel;
         }
-        const double sparse_error =
-            RelativeError(cuda::PrefillAttention(q, k, v, blocks.to(at::kCUDA), dense.to(at::kCUDA),
-                                                 segment, block),
-                          MaskedAttention(q, k, v, mask.to(at::kCUDA)));
-        Report("PrefillAttention sparse " + shape, sparse_error);
-        EXPECT_LT(sparse_error, 1e-2) << shape;
       }
     }
   }

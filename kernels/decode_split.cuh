@@ -1,0 +1,91 @@
+// What the two split kernels of DecodeAttention share (decode_attention.cu on CUDA cores for any
+// dtype, decode_attention_mma.cu on tensor cores for 16-bit types): the block shape, the tiles
+// and their pipeline, how a sequence's cache is split, slot ranks, and the partial result each
+// split leaves for MergeSplitsKernel. Internal to kernels/.
+#pragma once
+
+#include <cfloat>
+#include <cstdint>
+
+#include "kernels/decode_step.h"
+#include "kernels/device_math.cuh"
+
+namespace kvserve::kernels {
+
+constexpr int kSplitThreads = 128;
+constexpr int kSplitWarps = kSplitThreads / 32;
+// A split reads at least this many keys: below it, the merge and the pipeline's start cost more
+// than the parallelism buys.
+constexpr int kMinKeysPerSplit = 128;
+constexpr int kTileBytes = 8192;
+constexpr int kStages = 3;
+// Per stage: a key tile, a value tile and the keys' cos/sin rows, each kTileBytes.
+constexpr int kSplitSharedBytes = kStages * 3 * kTileBytes;
+
+__host__ __device__ __forceinline__ int NumSplits(int length, int max_splits) {
+  const int wanted = (length + kMinKeysPerSplit - 1) / kMinKeysPerSplit;
+  return wanted < 1 ? 1 : (wanted < max_splits ? wanted : max_splits);
+}
+
+// The keys [begin, end) split `split` of sequence b reads in `layer`; false when it has none.
+__device__ __forceinline__ bool SplitRange(const DecodeShape& shape, const DecodeSequence& s,
+                                           const int32_t* lengths, int32_t layer,
+                                           const DecodeWorkspace& workspace, int split, int b,
+                                           int& begin, int& end) {
+  const int length = s.keys == nullptr ? 0 : lengths[static_cast<int64_t>(layer) * shape.batch + b];
+  const int splits = NumSplits(length, workspace.max_splits);
+  if (length == 0 || split >= splits) return false;
+  const int chunk = (length + splits - 1) / splits;
+  begin = split * chunk;
+  end = min(length, begin + chunk);
+  return true;
+}
+
+__device__ __forceinline__ int SlotRank(int slot, const DecodeSequence& s) {
+  if (s.slot_ranks != nullptr) return s.slot_ranks[slot];
+  if (slot >= s.ring_begin && slot < s.ring_begin + s.ring_size) {
+    int offset = (slot - s.ring_head) % s.ring_size;
+    if (offset < 0) offset += s.ring_size;
+    return s.ring_begin + offset;
+  }
+  return slot;
+}
+
+// Merges the warps' online-softmax states (warp_m, warp_l [kSplitWarps][G], warp_acc
+// [kSplitWarps][G][D], in shared memory) into the split's partial output and (max, sum). Every
+// thread of the block calls it after a barrier.
+template <int D, int G>
+__device__ __forceinline__ void WriteSplitPartial(const float* warp_m, const float* warp_l,
+                                                  const float* warp_acc, const DecodeShape& shape,
+                                                  const DecodeWorkspace& workspace, int b,
+                                                  int kv_head, int split) {
+  for (int i = threadIdx.x; i < G * D; i += kSplitThreads) {
+    const int g = i / D, dim = i % D;
+    float m_all = -INFINITY;
+    for (int w = 0; w < kSplitWarps; ++w) m_all = fmaxf(m_all, warp_m[w * G + g]);
+    float out = 0, sum = 0;
+    for (int w = 0; w < kSplitWarps; ++w) {
+      const float f = warp_m[w * G + g] == -INFINITY ? 0.f : exp2f(warp_m[w * G + g] - m_all);
+      out += warp_acc[(w * G + g) * D + dim] * f;
+      sum += warp_l[w * G + g] * f;
+    }
+    const int64_t index =
+        ((static_cast<int64_t>(b) * shape.kv_heads + kv_head) * G + g) * workspace.max_splits +
+        split;
+    workspace.partial_out[index * D + dim] = out;
+    if (dim == 0) {
+      workspace.partial_stats[index * 2] = m_all;
+      workspace.partial_stats[index * 2 + 1] = sum;
+    }
+  }
+}
+
+// The tensor-core split kernel (decode_attention_mma.cu) for bf16/f16, head dims 64 and 128,
+// groups up to 8: false when it does not take the shape. Same contract as the CUDA-core one.
+bool MmaSplitTakes(DType dtype, int32_t head_dim, int32_t group);
+cudaError_t LaunchMmaSplit(const DecodeShape& shape, const DecodeSequence* sequences,
+                           const int32_t* lengths, int32_t layer, const void* queries,
+                           const void* rope_table, const DecodeWorkspace& workspace,
+                           cudaStream_t stream);
+
+}  // namespace kvserve::kernels
