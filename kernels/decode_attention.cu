@@ -291,9 +291,12 @@ __global__ void __launch_bounds__(kSplitThreads)
   const float* scratch = s.logit_scratch + kv_head * G * s.scratch_stride;
   float* mass = s.key_mass + layer * s.mass_layer_stride + kv_head * s.mass_head_stride;
   for (int slot = threadIdx.x; slot < length; slot += kSplitThreads) {
-    float total = 0;
+    float total = 0;  // the sum over the group's heads, or their max where the policy asks
 #pragma unroll
-    for (int g = 0; g < G; ++g) total += exp2f(scratch[g * s.scratch_stride + slot] - lse[g]);
+    for (int g = 0; g < G; ++g) {
+      const float p = exp2f(scratch[g * s.scratch_stride + slot] - lse[g]);
+      total = s.key_mass_group_max ? fmaxf(total, p) : total + p;
+    }
     mass[slot] = total;
   }
 }
