@@ -8,7 +8,7 @@ out=${OUT:-/tmp/gpu-out}
 mkdir -p "$out"
 export KVSERVE_SHARED=$PWD/.gpu KVSERVE_TEST_DEVICE=cuda OMP_NUM_THREADS=4
 build=/tmp/build
-targets=(cuda_kernels_test model_test engine_test kvserve_metrics_torch_test kvserve kvserve-cli
+targets=(cuda_kernels_test batched_decode_test model_test engine_test kvserve_metrics_torch_test kvserve kvserve-cli
          kvserve-bench-engine kvserve-bench-serving)
 start=$(date +%s)
 if ! { cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVSERVE_BUILD_TESTS=ON \
@@ -27,6 +27,7 @@ run() {  # run NAME COMMAND...: log to $out/NAME.log, one summary line
   summary+=("$name rc=$rc $(($(date +%s) - t0))s $(grep -E '^\[  (PASSED|FAILED) ' "$out/$name.log" | tr '\n' ' ')")
 }
 run cuda_kernels_test $build/tests/model/cuda_kernels_test
+run batched_decode_test $build/tests/cache/batched_decode_test
 run model_test $build/tests/model/model_test --gtest_filter='-LoadingTest.*'
 run engine_test $build/tests/scheduler/engine_test
 run metrics_torch_test $build/tests/metrics/kvserve_metrics_torch_test
