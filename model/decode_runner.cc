@@ -333,6 +333,14 @@ class CudaDecodeRunner final : public DecodeRunner {
     }
   }
 
+  // Graphs that hold addresses about to change go, and so does their memory pool: torch releases
+  // a pool whose last graph is destroyed, so the next captures need a new one.
+  void DropGraphs() {
+    if (graphs_.empty()) return;
+    graphs_.clear();
+    pool_ = at::cuda::graph_pool_handle();
+  }
+
   // Room for `stride` ranks per sequence in the table (IN-CACHE policies with a rank table: at
   // most a budget + 1); graphs captured with the old table are dropped (they hold its address).
   void EnsureRankStride(int64_t stride) {
@@ -350,7 +358,7 @@ class CudaDecodeRunner final : public DecodeRunner {
     table_host_ = at::empty({bytes}, options.pinned_memory(true));
     ids_ = at::from_blob(static_cast<char*>(table_.data_ptr()) + ids_offset_, {max_batch},
                          at::TensorOptions().dtype(at::kLong).device(device_));
-    graphs_.clear();
+    DropGraphs();
   }
 
   // cos and sin of ranks [0, rows) for keys rotated at attention; graphs captured with a smaller
@@ -362,7 +370,7 @@ class CudaDecodeRunner final : public DecodeRunner {
     auto angles = at::outer(ranks, rope_.inverse_frequencies());
     // Rounded to the model's dtype once here rather than per key in the kernel.
     rope_table_ = at::stack({angles.cos(), angles.sin()}, -1).to(dtype_).contiguous();
-    graphs_.clear();
+    DropGraphs();
   }
 
   const ModelConfig& config_;
@@ -372,7 +380,7 @@ class CudaDecodeRunner final : public DecodeRunner {
   const at::Device device_;
   const DecodeRunnerOptions options_;
   const int32_t multiprocessors_;
-  const decltype(at::cuda::graph_pool_handle()) pool_;
+  decltype(at::cuda::graph_pool_handle()) pool_;
 
   // Device: [DecodeSequence x max_batch] [int32 lengths, layers x bucket] [int64 ids x max_batch]
   // [int32 slot ranks, rank_stride_ per sequence that has a rank table]; the host mirror is pinned

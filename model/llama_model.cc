@@ -164,9 +164,33 @@ at::Tensor LlamaModel::Attention(int64_t layer, const at::Tensor& hidden,
 }
 
 at::Tensor LlamaModel::Forward(std::span<const SequenceInput> batch) {
-  if (decode_runner_ && !observer_ && decode_runner_->Accepts(batch)) {
-    return decode_runner_->Run(batch);
+  if (!decode_runner_ || observer_) return ForwardEager(batch);
+  if (decode_runner_->Accepts(batch)) return decode_runner_->Run(batch);
+  // A step that mixes decode tokens with prompt chunks: the decode rows still take the fused
+  // runner, so they do not pay the eager path's per-sequence, per-layer work (which made a mixed
+  // step of a full decode batch tens of times slower than a pure one).
+  std::vector<SequenceInput> decode, rest;
+  for (const SequenceInput& seq : batch) (seq.tokens.size() == 1 ? decode : rest).push_back(seq);
+  if (decode.empty() || rest.empty() || !decode_runner_->Accepts(decode)) {
+    return ForwardEager(batch);
   }
+  auto logits = at::cat({ForwardEager(rest), decode_runner_->Run(decode)}, 0);
+  // Back to the batch's order: the eager rows first in `logits`, then one row per decode token.
+  std::vector<int64_t> order;
+  int64_t eager_row = 0, decode_row = static_cast<int64_t>(logits.size(0) - decode.size());
+  for (const SequenceInput& seq : batch) {
+    if (seq.tokens.size() == 1) {
+      order.push_back(decode_row++);
+    } else {
+      const int64_t rows = seq.all_logits ? static_cast<int64_t>(seq.tokens.size()) : 1;
+      for (int64_t r = 0; r < rows; ++r) order.push_back(eager_row++);
+    }
+  }
+  auto index = at::tensor(order, at::TensorOptions().dtype(at::kLong)).to(logits.device());
+  return logits.index_select(0, index);
+}
+
+at::Tensor LlamaModel::ForwardEager(std::span<const SequenceInput> batch) {
   std::vector<int64_t> ids;
   std::vector<int64_t> output_rows;
   for (const SequenceInput& seq : batch) {

@@ -80,6 +80,8 @@ class LlamaModel {
   // The layer's attention for every sequence (o_proj applied), each sequence's policy updated.
   at::Tensor Attention(int64_t layer, const at::Tensor& hidden,
                        std::span<const SequenceInput> batch);
+  // Forward without the fused decode runner.
+  at::Tensor ForwardEager(std::span<const SequenceInput> batch);
   at::Tensor Mlp(const LayerWeights& w, const at::Tensor& hidden) const;
 
   ModelConfig config_;

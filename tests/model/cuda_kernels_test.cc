@@ -511,6 +511,66 @@ TEST_F(CudaKernelsTest, DecodeRunnerMatchesTheEagerModelOnStories260kFloat32) {
   EXPECT_GT(pair.fused->decode_runner()->graph_count(), 0);
 }
 
+// A step that mixes decode tokens with a prompt chunk: the model runs the decode rows through the
+// runner and the chunk eagerly, and returns the rows in the batch's order, as the eager model does.
+TEST_F(CudaKernelsTest, MixedStepsMatchTheEagerModel) {
+  KVSERVE_REQUIRE_STORIES260K();
+  auto pair = LoadPair(testing::Stories260kDir(), at::kFloat, /*graphs=*/true);
+  const int64_t vocab = pair.fused->config().vocab_size;
+  for (const CacheSpec& spec : EveryPolicy(64)) {
+    std::mt19937 rng(5);
+    std::vector<Request> fused, eager;
+    for (int64_t length : {40, 50, 150}) {
+      std::vector<int32_t> prompt(length);
+      for (auto& id : prompt) id = static_cast<int32_t>(rng() % vocab);
+      fused.push_back(MakeRequest(*pair.fused, spec, prompt, 40, 32));
+      eager.push_back(MakeRequest(*pair.eager, spec, prompt, 40, 32));
+    }
+    // Requests 0 and 1 are prefilled alone; then each step decodes them while request 2 prefills.
+    std::vector<int32_t> next(2, 1);
+    std::vector<size_t> done(3, 0);  // prompt tokens each request has prefilled
+    double worst = 0;
+    bool same = true;
+    auto step = [&](bool decode_first_two, size_t prefill_index) {
+      std::vector<SequenceInput> f, e;
+      for (size_t i = 0; i < 3; ++i) {
+        std::span<const int32_t> tokens;
+        const bool decodes = decode_first_two && i < 2;
+        if (decodes) {
+          tokens = {&next[i], 1};
+        } else if (i == prefill_index && done[i] < fused[i].tokens.size()) {
+          const int64_t left = static_cast<int64_t>(fused[i].tokens.size() - done[i]);
+          const auto n = static_cast<size_t>(
+              fused[i].policy->MaxStepTokens(*fused[i].cache, std::min<int64_t>(32, left)));
+          tokens = {fused[i].tokens.data() + done[i], n};
+          done[i] += n;
+        } else {
+          continue;
+        }
+        f.push_back({fused[i].cache.get(), fused[i].policy.get(), tokens, false});
+        e.push_back({eager[i].cache.get(), eager[i].policy.get(), tokens, false});
+      }
+      auto fl = pair.fused->Forward(f).clone(), el = pair.eager->Forward(e).clone();
+      if (!decode_first_two) return;
+      worst = std::max(worst, RelativeError(fl, el));
+      auto f_ids = fl.argmax(-1).cpu(), e_ids = el.argmax(-1).cpu();
+      for (size_t i = 0; i < static_cast<size_t>(fl.size(0)); ++i) {
+        same &= f_ids[i].item<int64_t>() == e_ids[i].item<int64_t>();
+      }
+      for (size_t i = 0; i < 2; ++i) next[i] = static_cast<int32_t>(e_ids[i].item<int64_t>());
+    };
+    for (size_t i = 0; i < 2; ++i) {
+      while (done[i] < fused[i].tokens.size()) step(false, i);
+    }
+    while (done[2] < fused[2].tokens.size()) step(true, 2);
+    const std::string name = CachePolicyName(spec.kind);
+    Report("Mixed steps stories260k f32 " + name, worst);
+    EXPECT_LT(worst, 1e-4) << name;
+    EXPECT_TRUE(same) << name;
+  }
+  EXPECT_GT(pair.fused->decode_runner()->graph_count(), 0);
+}
+
 // Cascading and TreeKV: the runner's batched maintenance (one MoveAlongChains launch a step)
 // against their per-layer Update in the same runner, over 120 decode steps after chunked prefill:
 // the same logits and the same tokens per layer and head. Cascading's default group max needs the
