@@ -172,6 +172,10 @@ TEST(CritiPrefillSpecTest, SelectionMatchesADirectReadingOfTheSpec) {
         const AttendedKeys count = CountAttendedKeys(got, g.n, m);
         EXPECT_EQ(count.attended, SegmentBlocksMask(got, g.n, m).sum().item<int64_t>()) << where;
         EXPECT_EQ(count.causal, CausalPairs(g.kv_heads, g.n, m)) << where;
+        SegmentBlocks device_only = got;  // counted from the tensors alone
+        device_only.host_dense.clear();
+        device_only.host_listed.clear();
+        EXPECT_EQ(CountAttendedKeys(device_only, g.n, m).attended, count.attended) << where;
         ++cases;
       }
     }
