@@ -111,7 +111,8 @@ SegmentBlocks SelectSegmentBlocks(const at::Tensor& queries, const at::Tensor& k
 at::Tensor SegmentBlocksMask(const SegmentBlocks& blocks, int64_t n, int64_t m);
 
 // (query, key, KV head) pairs read under `blocks`, and under dense causal attention, for n queries
-// against m keys (computed from the lists, without a mask).
+// against m keys (computed from the lists, without a mask; from their host copies alone, with no
+// device read, when they are filled and the first held block is whole).
 struct AttendedKeys {
   int64_t attended = 0;
   int64_t causal = 0;
