@@ -129,10 +129,14 @@ at::Tensor Probabilities(const at::Tensor& queries, const at::Tensor& keys, cons
 // sbtopk and mbtopk gather kernels) every value above the k-th is taken and the values equal to it
 // in ascending index order, i.e. ties go to the lower block as step 10 wants; rows of a few very
 // long slices go through an unstable sort instead (should_use_sort: at most 10 slices of 100,000),
-// and the CPU kernel promises no order among ties.
+// and the CPU kernel promises no order among ties; so do ROCm's (warp-atomic compaction).
 bool TopKBreaksTiesByIndex(const at::Tensor& rank) {
+#if defined(USE_ROCM)
+  return false;
+#else
   const int64_t slice = rank.size(-1), slices = slice == 0 ? 0 : rank.numel() / slice;
   return TORCH_VERSION_MAJOR >= 2 && rank.is_cuda() && !(slices <= 10 && slice >= 100000);
+#endif
 }
 
 }  // namespace
