@@ -3,10 +3,14 @@
 #include "model/criti_prefill.h"
 
 #include <c10/util/Exception.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #ifdef KVSERVE_WITH_CUDA
 #include "model/cuda_ops.h"
@@ -46,14 +50,20 @@ ChunkLayout Layout(const CritiPrefillChunk& chunk, int64_t n, int64_t m,
   return l;
 }
 
-// [profiled, blocks] bool: block b may be read by segment s (it holds a key and ends before it).
-at::Tensor ReadableBlocks(const ChunkLayout& l, const CritiPrefillChunk& chunk,
-                          const CritiPrefillParams& params, const at::TensorOptions& options) {
-  auto block = at::arange(l.blocks, options.dtype(at::kLong));
-  auto start =
-      chunk.first_query + at::arange(l.profiled, options.dtype(at::kLong)) * params.segment_size;
-  return (block.unsqueeze(0) >= l.first_held) &
-         ((block.unsqueeze(0) + 1) * params.block_size <= start.unsqueeze(1));
+// Block b may be read by segment s iff it holds a key and ends at or before the segment's start:
+// first_held <= b < start_s / B. [profiled, 1] long: each segment's start_s / B.
+at::Tensor StartBlocks(const ChunkLayout& l, const CritiPrefillChunk& chunk,
+                       const CritiPrefillParams& params, const at::TensorOptions& long_options) {
+  const int64_t per_segment = params.segment_size / params.block_size;
+  return (at::arange(l.profiled, long_options) * per_segment +
+          chunk.first_query / params.block_size)
+      .unsqueeze(1);
+}
+
+// [profiled, blocks] bool: the blocks a segment may not read (§1.2 step 7).
+at::Tensor UnreadableBlocks(const ChunkLayout& l, const at::Tensor& start_blocks) {
+  auto block = at::arange(l.blocks, start_blocks.options()).unsqueeze(0);
+  return (block < l.first_held) | (block >= start_blocks);
 }
 
 // Max and min are exact in any dtype: on CUDA they reduce the 16-bit tensors themselves (no float32
@@ -61,19 +71,148 @@ at::Tensor ReadableBlocks(const ChunkLayout& l, const CritiPrefillChunk& chunk,
 // incomplete). The caller converts the (small) result to float32.
 at::Tensor SummaryInput(const at::Tensor& t) { return t.is_cuda() ? t : t.to(at::kFloat); }
 
-// Element-wise max or min of each block's present keys: [kv_heads, blocks - first_held, d],
-// float32.
-at::Tensor BlockSummary(const at::Tensor& keys, const ChunkLayout& l, int64_t block_size,
-                        bool max) {
+// Element-wise min and max of each block's present keys, one pass over them (aminmax):
+// float32 [kv_heads, blocks - first_held, d] each. A partly absent first block reduces only the
+// keys it holds, apart from the whole blocks, so no padded copy of the keys is made.
+std::pair<at::Tensor, at::Tensor> BlockSummaries(const at::Tensor& keys, const ChunkLayout& l,
+                                                 int64_t block_size) {
   const int64_t kv_heads = keys.size(0), dim = keys.size(2);
-  const int64_t pad = l.offset - l.first_held * block_size;  // absent keys of the first block
-  auto present = SummaryInput(keys.narrow(1, 0, l.blocks * block_size - l.offset));
-  const float fill = max ? -INFINITY : INFINITY;
-  auto padded =
-      (pad == 0 ? present
-                : at::cat({at::full({kv_heads, pad, dim}, fill, present.options()), present}, 1))
-          .reshape({kv_heads, l.blocks - l.first_held, block_size, dim});
-  return (max ? padded.amax(2) : padded.amin(2)).to(at::kFloat);
+  const int64_t absent = l.offset - l.first_held * block_size;  // keys missing from the first block
+  const int64_t partial = absent == 0 ? 0 : block_size - absent;  // keys the first block holds
+  const int64_t whole = l.blocks - l.first_held - (partial > 0 ? 1 : 0);
+  at::Tensor low, high;
+  if (whole > 0) {
+    std::tie(low, high) = at::aminmax(SummaryInput(keys.narrow(1, partial, whole * block_size))
+                                          .reshape({kv_heads, whole, block_size, dim}),
+                                      2);
+  }
+  if (partial > 0) {
+    at::Tensor first_low, first_high;
+    std::tie(first_low, first_high) =
+        at::aminmax(SummaryInput(keys.narrow(1, 0, partial)), 1, /*keepdim=*/true);
+    low = whole > 0 ? at::cat({first_low, low}, 1) : first_low;
+    high = whole > 0 ? at::cat({first_high, high}, 1) : first_high;
+  }
+  return {low.to(at::kFloat), high.to(at::kFloat)};
+}
+
+// §1.2 steps 4-8 given the chunk's unreadable blocks.
+at::Tensor Probabilities(const at::Tensor& queries, const at::Tensor& keys, const ChunkLayout& l,
+                         const CritiPrefillParams& params, const at::Tensor& unreadable) {
+  const int64_t heads = queries.size(1), dim = queries.size(2), kv_heads = keys.size(0);
+  const auto options = keys.options().dtype(at::kFloat);
+  constexpr float kLowest = std::numeric_limits<float>::lowest();  // §1.2 step 7: not -inf
+  if (l.profiled == 0 || l.blocks <= l.first_held) {               // no segment may read any block
+    return at::softmax(at::full({kv_heads, l.profiled, l.blocks}, kLowest, options), -1);
+  }
+  // Step 4-5: q̄ = (max + min) / 2 over each segment's queries; score = max(q̄·k̂max, q̄·k̂min).
+  at::Tensor q_min, q_max;
+  std::tie(q_min, q_max) =
+      at::aminmax(SummaryInput(queries.narrow(0, 0, l.profiled * params.segment_size))
+                      .reshape({l.profiled, params.segment_size, heads, dim}),
+                  1);
+  auto q_mid = ((q_max.to(at::kFloat) + q_min.to(at::kFloat)) * 0.5)
+                   .permute({1, 0, 2})
+                   .reshape({kv_heads, heads / kv_heads, l.profiled, dim});
+  const auto [k_min, k_max] = BlockSummaries(keys, l, params.block_size);
+  // Step 6: averaged over the query heads of a KV head, before the softmax.
+  auto held = at::maximum(at::matmul(q_mid, k_max.unsqueeze(1).transpose(-1, -2)),
+                          at::matmul(q_mid, k_min.unsqueeze(1).transpose(-1, -2)))
+                  .mean(1);
+  // Step 7-8: blocks a segment may not read get the lowest finite value; softmax in float32.
+  auto scores = l.first_held == 0 ? held : at::constant_pad_nd(held, {l.first_held, 0}, kLowest);
+  scores.masked_fill_(unreadable, kLowest);
+  return at::softmax(scores, -1);
+}
+
+// Whether at::topk picks the same set as a stable descending sort's first k. On CUDA (torch 2's
+// sbtopk and mbtopk gather kernels) every value above the k-th is taken and the values equal to it
+// in ascending index order, i.e. ties go to the lower block as step 10 wants; rows of a few very
+// long slices go through an unstable sort instead (should_use_sort: at most 10 slices of 100,000),
+// and the CPU kernel promises no order among ties; so do ROCm's (warp-atomic compaction).
+bool TopKBreaksTiesByIndex(const at::Tensor& rank) {
+#if defined(USE_ROCM)
+  return false;
+#else
+  const int64_t slice = rank.size(-1), slices = slice == 0 ? 0 : rank.numel() / slice;
+  return TORCH_VERSION_MAJOR >= 2 && rank.is_cuda() && !(slices <= 10 && slice >= 100000);
+#endif
+}
+
+}  // namespace
+
+// What a chunk's selection derives from its geometry alone, on the keys' device.
+struct CritiPrefillFusion::ChunkTables {
+  // The geometry they describe.
+  CritiPrefillChunk chunk;
+  int64_t n = 0, m = 0;
+  CritiPrefillParams params;
+  at::Device device = at::kCPU;
+
+  at::Tensor unreadable;  // bool [profiled, blocks]: §1.2 step 7
+  // Step 10's rank of a block is its fused probability where `ranked` (a block a sparse segment may
+  // read, not one it always reads), else `fixed`: 2 (above any probability) for an always-read one,
+  // -1 for one its segment does not list.
+  at::Tensor ranked;  // bool [profiled, blocks]
+  at::Tensor fixed;   // float [profiled, blocks]
+  at::Tensor dense;   // bool [segments]
+  // Per segment: IsDenseSegment, and min(kept_blocks, blocks it may read) (0 if dense).
+  std::vector<uint8_t> host_dense;
+  std::vector<int64_t> host_listed;
+  int64_t width = 0;  // the most blocks a segment lists
+
+  bool Describe(const CritiPrefillChunk& c, int64_t queries, int64_t keys,
+                const CritiPrefillParams& p, const at::Device& d) const {
+    return c.first_query == chunk.first_query && c.prompt_tokens == chunk.prompt_tokens &&
+           queries == n && keys == m && p == params && d == device;
+  }
+};
+
+CritiPrefillFusion::CritiPrefillFusion() = default;
+CritiPrefillFusion::~CritiPrefillFusion() = default;
+CritiPrefillFusion::CritiPrefillFusion(CritiPrefillFusion&&) noexcept = default;
+CritiPrefillFusion& CritiPrefillFusion::operator=(CritiPrefillFusion&&) noexcept = default;
+
+namespace {
+
+// Built with a few small device ops and no host-to-device copy, once per chunk.
+CritiPrefillFusion::ChunkTables BuildChunkTables(const ChunkLayout& l,
+                                                 const CritiPrefillChunk& chunk,
+                                                 const CritiPrefillParams& params,
+                                                 const at::Device& device) {
+  const int64_t s = params.segment_size, b = params.block_size;
+  CritiPrefillFusion::ChunkTables t;
+  t.chunk = chunk;
+  t.n = l.n;
+  t.m = l.m;
+  t.params = params;
+  t.device = device;
+  t.host_dense.resize(l.segments);
+  t.host_listed.assign(l.segments, 0);
+  for (int64_t i = 0; i < l.segments; ++i) {
+    const int64_t start = chunk.first_query + i * s;
+    t.host_dense[i] = IsDenseSegment(start, chunk.prompt_tokens, params);
+    if (i < l.profiled && !t.host_dense[i]) {
+      t.host_listed[i] =
+          std::min(params.kept_blocks, std::max<int64_t>(0, start / b - l.first_held));
+      t.width = std::max(t.width, t.host_listed[i]);
+    }
+  }
+  const auto long_options = at::TensorOptions().dtype(at::kLong).device(device);
+  auto segment_start = chunk.first_query + at::arange(l.segments, long_options) * s;
+  t.dense = (segment_start < params.dense_prefix_tokens) |
+            (segment_start + s >= chunk.prompt_tokens);  // IsDenseSegment
+  auto start_blocks = StartBlocks(l, chunk, params, long_options);
+  t.unreadable = UnreadableBlocks(l, start_blocks);
+  auto listable =
+      t.unreadable.logical_not() & t.dense.narrow(0, 0, l.profiled).logical_not().unsqueeze(1);
+  auto block = at::arange(l.blocks, long_options).unsqueeze(0);
+  auto forced =
+      listable & ((block < params.first_blocks) | (block >= start_blocks - params.local_blocks));
+  t.ranked = listable & forced.logical_not();
+  t.fixed = at::full({l.profiled, l.blocks}, -1.0, long_options.dtype(at::kFloat))
+                .masked_fill_(forced, 2.0);
+  return t;
 }
 
 }  // namespace
@@ -105,77 +244,57 @@ const at::Tensor& CritiPrefillFusion::Fuse(const at::Tensor& probabilities, bool
 
 at::Tensor BlockProbabilities(const at::Tensor& queries, const at::Tensor& keys,
                               const CritiPrefillChunk& chunk, const CritiPrefillParams& params) {
-  const int64_t heads = queries.size(1), dim = queries.size(2), kv_heads = keys.size(0);
   const ChunkLayout l = Layout(chunk, queries.size(0), keys.size(1), params);
-  const auto options = keys.options().dtype(at::kFloat);
-  constexpr float kLowest = std::numeric_limits<float>::lowest();  // §1.2 step 7: not -inf
-  auto scores = at::full({kv_heads, l.profiled, l.blocks}, kLowest, options);
-  if (l.profiled > 0 && l.blocks > l.first_held) {
-    // Step 4-5: q̄ = (max + min) / 2 over each segment's queries; score = max(q̄·k̂max, q̄·k̂min).
-    auto q = SummaryInput(queries.narrow(0, 0, l.profiled * params.segment_size))
-                 .reshape({l.profiled, params.segment_size, heads, dim});
-    auto q_mid = ((q.amax(1).to(at::kFloat) + q.amin(1).to(at::kFloat)) * 0.5)
-                     .permute({1, 0, 2})
-                     .reshape({kv_heads, heads / kv_heads, l.profiled, dim});
-    auto k_max = BlockSummary(keys, l, params.block_size, true).unsqueeze(1).transpose(-1, -2);
-    auto k_min = BlockSummary(keys, l, params.block_size, false).unsqueeze(1).transpose(-1, -2);
-    // Step 6: averaged over the query heads of a KV head, before the softmax.
-    auto held = at::maximum(at::matmul(q_mid, k_max), at::matmul(q_mid, k_min)).mean(1);
-    scores.narrow(2, l.first_held, l.blocks - l.first_held).copy_(held);
-  }
-  // Step 7-8: blocks a segment may not read get the lowest finite value; softmax in float32.
-  scores.masked_fill_(ReadableBlocks(l, chunk, params, options).logical_not().unsqueeze(0),
-                      kLowest);
-  return at::softmax(scores, -1);
+  const auto long_options = keys.options().dtype(at::kLong);
+  return Probabilities(queries, keys, l, params,
+                       UnreadableBlocks(l, StartBlocks(l, chunk, params, long_options)));
 }
 
 SegmentBlocks SelectSegmentBlocks(const at::Tensor& queries, const at::Tensor& keys,
                                   const CritiPrefillChunk& chunk, int64_t layer,
                                   const CritiPrefillParams& params, CritiPrefillFusion& fusion) {
   TORCH_CHECK(layer >= params.dense_layers, "CritiPrefill: layer ", layer, " is dense");
-  const int64_t kv_heads = keys.size(0), s = params.segment_size, b = params.block_size;
+  const int64_t kv_heads = keys.size(0);
   const ChunkLayout l = Layout(chunk, queries.size(0), keys.size(1), params);
+  std::unique_ptr<CritiPrefillFusion::ChunkTables>& cached = fusion.tables();
+  if (!cached || !cached->Describe(chunk, l.n, l.m, params, keys.device())) {
+    cached = std::make_unique<CritiPrefillFusion::ChunkTables>(
+        BuildChunkTables(l, chunk, params, keys.device()));
+  }
+  const CritiPrefillFusion::ChunkTables& t = *cached;
   const bool restart = layer == params.dense_layers || !params.layer_fusion;
-  const at::Tensor& fused = fusion.Fuse(BlockProbabilities(queries, keys, chunk, params), restart);
+  const at::Tensor& fused =
+      fusion.Fuse(Probabilities(queries, keys, l, params, t.unreadable), restart);
 
-  SegmentBlocks out{chunk.first_query, s, b, at::Tensor(), at::Tensor()};
-  std::vector<uint8_t> dense(l.segments);
-  std::vector<int64_t> kept(l.profiled, 0);  // blocks each profiled segment lists
-  for (int64_t i = 0; i < l.segments; ++i) {
-    const int64_t start = chunk.first_query + i * s;
-    dense[i] = IsDenseSegment(start, chunk.prompt_tokens, params);
-    if (i < l.profiled && !dense[i]) {
-      kept[i] = std::min(params.kept_blocks, std::max<int64_t>(0, start / b - l.first_held));
-    }
+  SegmentBlocks out{chunk.first_query, params.segment_size, params.block_size, at::Tensor(),
+                    t.dense,           t.host_dense,        t.host_listed};
+  const auto int_options = keys.options().dtype(at::kInt);
+  if (t.width == 0) {
+    out.blocks = at::full({kv_heads, l.segments, 0}, -1, int_options);
+    return out;
   }
-  const auto long_options = keys.options().dtype(at::kLong);
-  out.dense = at::tensor(std::vector<int64_t>(dense.begin(), dense.end()), at::kLong)
-                  .to(keys.device())
-                  .to(at::kBool);
-  const int64_t width = kept.empty() ? 0 : *std::max_element(kept.begin(), kept.end());
-  auto blocks = at::full({kv_heads, l.segments, width}, -1, long_options);
-  if (width > 0) {
-    // Step 10 with the always-read blocks first: rank = 2 for them (above any probability), the
-    // fused probability for the others, -1 where unreadable; stable descending order breaks ties
-    // by ascending block id.
-    auto readable = ReadableBlocks(l, chunk, params, long_options);
-    auto block = at::arange(l.blocks, long_options).unsqueeze(0);
-    auto start_block =
-        (chunk.first_query + at::arange(l.profiled, long_options) * s).unsqueeze(1) / b;
-    auto forced =
-        readable & ((block < params.first_blocks) | (block >= start_block - params.local_blocks));
-    auto rank = fused.masked_fill(forced.unsqueeze(0), 2.0)
-                    .masked_fill(readable.logical_not().unsqueeze(0), -1.0);
-    auto order = std::get<1>(at::sort(rank, /*stable=*/true, /*dim=*/-1, /*descending=*/true));
-    auto top = order.narrow(-1, 0, width);
-    auto slot = at::arange(width, long_options).unsqueeze(0);
-    auto valid = slot < at::tensor(kept, at::kLong).to(keys.device()).unsqueeze(1);
-    constexpr int64_t kPadding = std::numeric_limits<int64_t>::max();
-    auto sorted = std::get<0>(at::sort(top.masked_fill(valid.logical_not().unsqueeze(0), kPadding),
-                                       /*dim=*/-1));
-    blocks.narrow(1, 0, l.profiled).copy_(sorted.masked_fill(sorted == kPadding, -1));
+  // Step 10: the `width` best ranked blocks of each (KV head, segment) by (rank descending, block
+  // ascending). A segment lists min(kept_blocks, blocks it may read) of them; as a segment that
+  // lists fewer than `width` has fewer than `width` blocks ranked >= 0, the listed ones are exactly
+  // those ranked >= 0.
+  auto rank = at::where(t.ranked, fused, t.fixed);
+  at::Tensor top_rank, top_block;
+  if (TopKBreaksTiesByIndex(rank)) {
+    std::tie(top_rank, top_block) = at::topk(rank, t.width, -1, /*largest=*/true, /*sorted=*/false);
+  } else {
+    std::tie(top_rank, top_block) =
+        at::sort(rank, /*stable=*/true, /*dim=*/-1, /*descending=*/true);
+    top_rank = top_rank.narrow(-1, 0, t.width);
+    top_block = top_block.narrow(-1, 0, t.width);
   }
-  out.blocks = blocks.to(at::kInt);
+  // Listed blocks ascending, the unlisted slots (sorted last) as -1.
+  constexpr int32_t kUnlisted = std::numeric_limits<int32_t>::max();
+  auto listed =
+      std::get<0>(at::sort(top_block.to(at::kInt).masked_fill_(top_rank < 0, kUnlisted), -1));
+  listed.masked_fill_(listed == kUnlisted, -1);
+  out.blocks = l.segments == l.profiled
+                   ? listed
+                   : at::constant_pad_nd(listed, {0, 0, 0, l.segments - l.profiled}, -1);
   return out;
 }
 
@@ -209,21 +328,31 @@ int64_t CausalPairs(int64_t kv_heads, int64_t n, int64_t m) {
 }
 
 AttendedKeys CountAttendedKeys(const SegmentBlocks& sb, int64_t n, int64_t m) {
-  const int64_t kv_heads = sb.blocks.size(0), s = sb.segment_size, b = sb.block_size;
+  const int64_t kv_heads = sb.blocks.size(0), segments = sb.blocks.size(1);
+  const int64_t s = sb.segment_size, b = sb.block_size;
   const int64_t held = m - n, offset = sb.first_query - held;
-  // Keys each listed block holds, summed per segment over heads and lists.
-  auto ids = sb.blocks.to(at::kCPU, at::kLong);
-  auto present = ((ids + 1) * b - at::clamp_min(ids * b, offset)).masked_fill(ids < 0, 0);
-  auto per_segment = present.sum(at::IntArrayRef{0, 2});
-  auto dense = sb.dense.to(at::kCPU, at::kLong);
+  // Keys the lists of each segment hold, summed over the KV heads. When the first held block is
+  // whole every listed block holds B keys, and the host copies say it all without a device read.
+  std::vector<int64_t> listed_keys(segments);
+  std::vector<uint8_t> dense = sb.host_dense;
+  const auto known = static_cast<size_t>(segments);
+  if (offset % b == 0 && sb.host_dense.size() == known && sb.host_listed.size() == known) {
+    for (int64_t i = 0; i < segments; ++i) listed_keys[i] = kv_heads * sb.host_listed[i] * b;
+  } else {
+    auto ids = sb.blocks.to(at::kCPU, at::kLong);
+    auto present = ((ids + 1) * b - at::clamp_min(ids * b, offset)).masked_fill(ids < 0, 0);
+    auto per_segment = present.sum(at::IntArrayRef{0, 2}).contiguous();
+    std::copy_n(per_segment.data_ptr<int64_t>(), segments, listed_keys.begin());
+    auto flags = sb.dense.to(at::kCPU, at::kByte).contiguous();
+    dense.assign(flags.data_ptr<uint8_t>(), flags.data_ptr<uint8_t>() + segments);
+  }
   AttendedKeys count;
   for (int64_t i = 0; i * s < n; ++i) {
     const int64_t first = i * s, len = std::min(s, n - first);
     const int64_t causal = CausalPairs(kv_heads, len, held + first + len);
     count.causal += causal;
-    count.attended += dense[i].item<int64_t>() != 0
-                          ? causal
-                          : kv_heads * len * (len + 1) / 2 + len * per_segment[i].item<int64_t>();
+    count.attended +=
+        dense[i] != 0 ? causal : kv_heads * len * (len + 1) / 2 + len * listed_keys[i];
   }
   return count;
 }

@@ -17,6 +17,8 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "model/criti_prefill_params.h"
 
@@ -50,6 +52,11 @@ struct SegmentBlocks {
   at::Tensor blocks;
   // bool [segments]: a dense segment reads every key before it, causally, and ignores `blocks`.
   at::Tensor dense;
+  // Host copies, per segment, of whether it is dense and of how many blocks each KV head's row
+  // lists (the same for every head), filled by SelectSegmentBlocks so that counting the attended
+  // keys needs no read from the device; empty when the producer did not fill them.
+  std::vector<uint8_t> host_dense;
+  std::vector<int64_t> host_listed;
 };
 // Semantics: the chunk's n queries are cut every S from first_query into ceil(n / S) segments (only
 // the prompt's final one may be shorter). The query at stream position p in segment s reads, if
@@ -58,16 +65,28 @@ struct SegmentBlocks {
 
 // The fused block-probability matrix F of one chunk's forward (§1.2 step 9): each layer's selection
 // reads it, and the chunk's first sparse layer starts it afresh, so one object serves every chunk
-// of a request in turn.
+// of a request in turn. It also keeps what SelectSegmentBlocks derives from a chunk's geometry
+// alone (which blocks each segment may read, which segments are dense), built on the keys' device
+// by the chunk's first layer and reused by its later ones.
 class CritiPrefillFusion {
  public:
+  CritiPrefillFusion();
+  ~CritiPrefillFusion();
+  CritiPrefillFusion(CritiPrefillFusion&&) noexcept;
+  CritiPrefillFusion& operator=(CritiPrefillFusion&&) noexcept;
+
   // F ← P when `restart` or F has another shape, else F ← 0.25·F + 0.75·P. Returns F.
   const at::Tensor& Fuse(const at::Tensor& probabilities, bool restart);
   // [kv_heads, profiled segments, blocks] float32; undefined before the first Fuse.
   const at::Tensor& fused() const { return fused_; }
 
+  // SelectSegmentBlocks's geometry tables; opaque outside model/criti_prefill.cc.
+  struct ChunkTables;
+  std::unique_ptr<ChunkTables>& tables() { return tables_; }
+
  private:
   at::Tensor fused_;
+  std::unique_ptr<ChunkTables> tables_;
 };
 
 // §1.2 steps 3-8 for a chunk: per KV head, the fp32 softmax over key blocks of each profiled
@@ -92,7 +111,8 @@ SegmentBlocks SelectSegmentBlocks(const at::Tensor& queries, const at::Tensor& k
 at::Tensor SegmentBlocksMask(const SegmentBlocks& blocks, int64_t n, int64_t m);
 
 // (query, key, KV head) pairs read under `blocks`, and under dense causal attention, for n queries
-// against m keys (computed from the lists, without a mask).
+// against m keys (computed from the lists, without a mask; from their host copies alone, with no
+// device read, when they are filled and the first held block is whole).
 struct AttendedKeys {
   int64_t attended = 0;
   int64_t causal = 0;
