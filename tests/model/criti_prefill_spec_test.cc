@@ -148,7 +148,7 @@ TEST(CritiPrefillSpecTest, SelectionMatchesADirectReadingOfTheSpec) {
       p.dense_layers = variant == 4 ? 2 : 1;
       p.layer_fusion = variant != 5;
       const int64_t scale = variant % 2 == 0 ? 2 : 6;  // many ties; many probabilities of 0
-      CritiPrefillFusion fusion;
+      CritiPrefillFusion fusion, cuda_fusion;
       at::Tensor fused;
       for (int64_t layer = p.dense_layers; layer < p.dense_layers + 3; ++layer) {
         auto q = SmallIntegers({g.n, g.heads, 8}, scale);
@@ -168,6 +168,13 @@ TEST(CritiPrefillSpecTest, SelectionMatchesADirectReadingOfTheSpec) {
         EXPECT_TRUE(at::equal(got.blocks, want.blocks))
             << where << "\n got " << got.blocks << "\n want " << want.blocks;
         EXPECT_TRUE(at::equal(got.dense, want.dense)) << where;
+        if (at::hasCUDA()) {  // the CUDA path (torch 2's top-k there) picks the same blocks
+          const SegmentBlocks on_cuda =
+              SelectSegmentBlocks(q.cuda(), k.cuda(), chunk, layer, p, cuda_fusion);
+          EXPECT_TRUE(at::equal(on_cuda.blocks.cpu(), want.blocks))
+              << where << " on CUDA\n got " << on_cuda.blocks << "\n want " << want.blocks;
+          EXPECT_TRUE(at::equal(on_cuda.dense.cpu(), want.dense)) << where << " on CUDA";
+        }
         const int64_t m = g.held + g.n;
         const AttendedKeys count = CountAttendedKeys(got, g.n, m);
         EXPECT_EQ(count.attended, SegmentBlocksMask(got, g.n, m).sum().item<int64_t>()) << where;
