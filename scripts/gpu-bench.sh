@@ -18,7 +18,7 @@ for section in "$@"; do
           --json-out "$out/decode-$model.json" 2>&1 | tee -a "$out/decode.md" | grep '^|'
       done ;;
     maintenance)  # every policy at batch 64, 512-token budgets: the maintenance part of a step
-      $bench --model dummy:llama-3-8b --modes decode --batches 64 --steps 24 --warmup 4 \
+      $bench --model dummy:llama-3-8b --modes decode --batches 64 --steps 16 --warmup 3 \
         --caches FULL:512,STREAMING_LLM:512,H2O:512,SNAPKV:512,CASCADING:512,TREEKV:512,FREQKV:512 \
         --json-out "$out/maintenance.json" 2>&1 | tee "$out/maintenance.md" | grep '^|' ;;
     streams)  # batch 853 of 512-token streams: what an 80 GB card's 60 GB KV pool holds at 72 MB
