@@ -20,7 +20,14 @@ at::Tensor SlotRanks(const RingLayout& ring, int64_t length, at::Device device) 
 }
 
 void CachePolicy::CommitBatchedDecode(KvCache& cache, const BatchedDecodeStep& /*step*/) {
+  CommitDecodeToken(cache, false);
+}
+
+void CachePolicy::CommitDecodeToken(KvCache& cache, bool evicted) {
   stats_.peak_tokens = std::max(stats_.peak_tokens, cache.length(0));
+  if (!evicted) return;
+  cache.Shrink(1);
+  CountEviction(0, 1);
 }
 
 }  // namespace kvserve

@@ -137,6 +137,9 @@ class CachePolicy {
   const CacheStats& stats() const { return stats_; }
 
  protected:
+  // What every batched decode step's bookkeeping shares: the peak (the step's token included),
+  // then, if the kernel evicted a token, the shorter cache and the counters.
+  void CommitDecodeToken(KvCache& cache, bool evicted);
   // Counts a trim of `evicted` tokens, once per step: in layer 0 only, and as a compression event
   // only if a token left.
   void CountEviction(int64_t layer, int64_t evicted) {

@@ -121,10 +121,7 @@ std::optional<BatchedDecodeStep> H2oPolicy::PlanBatchedDecode(const KvCache& cac
 }
 
 void H2oPolicy::CommitBatchedDecode(KvCache& cache, const BatchedDecodeStep& step) {
-  stats_.peak_tokens = std::max(stats_.peak_tokens, cache.length(0));
-  if (!step.evict) return;
-  cache.Shrink(1);
-  CountEviction(0, 1);
+  CommitDecodeToken(cache, step.evict);
 }
 
 }  // namespace kvserve

@@ -95,11 +95,10 @@ std::optional<BatchedDecodeStep> StreamingLlmPolicy::PlanBatchedDecode(const KvC
 }
 
 void StreamingLlmPolicy::CommitBatchedDecode(KvCache& cache, const BatchedDecodeStep& step) {
-  stats_.peak_tokens = std::max(stats_.peak_tokens, cache.length(0));
-  if (step.rule != BatchedDecodeStep::Rule::kRingVictim) return;
-  cache.Shrink(1);
+  const bool evicted = step.rule == BatchedDecodeStep::Rule::kRingVictim;
+  CommitDecodeToken(cache, evicted);
+  if (!evicted) return;
   for (int64_t layer = 0; layer < cache.shape().num_layers; ++layer) AdvanceRing(RingHead(layer));
-  CountEviction(0, 1);
 }
 
 }  // namespace kvserve

@@ -336,12 +336,9 @@ std::optional<BatchedDecodeStep> TreeKvPolicy::PlanBatchedDecode(const KvCache& 
 }
 
 void TreeKvPolicy::CommitBatchedDecode(KvCache& cache, const BatchedDecodeStep& step) {
-  stats_.peak_tokens = std::max(stats_.peak_tokens, cache.length(0));
   std::vector<int32_t> ranks = Ranks(planned_);
   layout_.FinishAll(cache.tokens_seen() + 1, std::move(planned_), std::move(ranks));
-  if (!step.evict) return;
-  cache.Shrink(1);
-  CountEviction(0, 1);
+  CommitDecodeToken(cache, step.evict);
 }
 
 at::Tensor TreeKvPolicy::AveragedAttention(const KvCache& cache, int64_t layer) const {

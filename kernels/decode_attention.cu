@@ -88,23 +88,10 @@ __global__ void __launch_bounds__(kSplitThreads, kMinBlocks<G>)
   const T* value_base =
       static_cast<const T*>(s.values) + layer * s.layer_stride + kv_head * s.value_head_stride;
 
-  // Tile t's keys [begin + t * kKeys, ...) into stage t % kStages; rows past `end` read zeros.
   const int tiles = (end - begin + kKeys - 1) / kKeys;
   auto load_tile = [&](int t) {
-    T* keys = shared + (t % kStages) * 3 * kTileElems;
-    T* values = keys + kTileElems;
-    T* rope = values + kTileElems;
-    for (int c = threadIdx.x; c < kKeys * LPK; c += kSplitThreads) {
-      const int row = c / LPK, col = (c % LPK) * E, key = begin + t * kKeys + row;
-      const bool valid = key < end;
-      const int64_t source = static_cast<int64_t>(valid ? key : begin) * D + col;
-      CopyAsync16(keys + row * D + col, key_base + source, valid);
-      CopyAsync16(values + row * D + col, value_base + source, valid);
-      if (rotate) {
-        const int64_t rank = valid ? SlotRank(key, s) : 0;
-        CopyAsync16(rope + row * D + col, rope_table + rank * D + col, valid);
-      }
-    }
+    LoadTile<T, D>(shared, t, begin, end, key_base, value_base, rope_table, s, rotate,
+                   [](int row, int chunk) { return row * D + chunk * E; });
   };
 #pragma unroll
   for (int t = 0; t < kStages - 1; ++t) {
@@ -328,21 +315,6 @@ cudaError_t Launch(const DecodeShape& shape, const DecodeSequence* sequences,
   return cudaGetLastError();
 }
 
-template <typename T, int D, typename... Args>
-cudaError_t DispatchGroup(int32_t group, const Args&... args) {
-  switch (group) {
-    case 1:
-      return Launch<T, D, 1>(args...);
-    case 2:
-      return Launch<T, D, 2>(args...);
-    case 4:
-      return Launch<T, D, 4>(args...);
-    case 8:
-      return Launch<T, D, 8>(args...);
-  }
-  return cudaErrorInvalidValue;
-}
-
 }  // namespace
 
 bool DecodeAttentionSupports(int32_t head_dim, int32_t group) {
@@ -374,8 +346,10 @@ cudaError_t DecodeAttention(const DecodeShape& shape, const DecodeSequence* sequ
   return DispatchDType(shape.dtype, [&](auto type) {
     using T = decltype(type);
     auto args = [&](auto dim) {
-      return DispatchGroup<T, decltype(dim)::value>(group, shape, sequences, lengths, layer,
-                                                    queries, out, rope_table, workspace, stream);
+      return DispatchGroup(group, [&](auto g) {
+        return Launch<T, decltype(dim)::value, decltype(g)::value>(
+            shape, sequences, lengths, layer, queries, out, rope_table, workspace, stream);
+      });
     };
     switch (shape.head_dim) {
       case 8:

@@ -91,24 +91,10 @@ __global__ void __launch_bounds__(kSplitThreads, 3)
   const T* value_base =
       static_cast<const T*>(s.values) + layer * s.layer_stride + kv_head * s.value_head_stride;
 
-  // Tile t's keys [begin + t * kKeys, ...) into stage t % kStages; rows past `end` read zeros.
   const int tiles = (end - begin + kKeys - 1) / kKeys;
   auto load_tile = [&](int t) {
-    T* keys = shared + (t % kStages) * 3 * kTileElems;
-    T* values = keys + kTileElems;
-    T* rope = values + kTileElems;
-    for (int c = threadIdx.x; c < kKeys * kChunks; c += kSplitThreads) {
-      const int row = c / kChunks, chunk = c % kChunks, key = begin + t * kKeys + row;
-      const bool valid = key < end;
-      const int64_t source = static_cast<int64_t>(valid ? key : begin) * D + chunk * 8;
-      const int target = row * D + Swizzle(row, chunk) * 8;
-      CopyAsync16(keys + target, key_base + source, valid);
-      CopyAsync16(values + target, value_base + source, valid);
-      if (rotate) {
-        const int64_t rank = valid ? SlotRank(key, s) : 0;
-        CopyAsync16(rope + row * D + chunk * 8, rope_table + rank * D + chunk * 8, valid);
-      }
-    }
+    LoadTile<T, D>(shared, t, begin, end, key_base, value_base, rope_table, s, rotate,
+                   [](int row, int chunk) { return row * D + Swizzle(row, chunk) * 8; });
   };
 
   // The queries as a 16-row A operand, staged in the last stage's buffer, which the pipeline
@@ -252,25 +238,12 @@ cudaError_t Launch(const DecodeShape& shape, const DecodeSequence* sequences,
   return cudaGetLastError();
 }
 
-template <typename T, int D, typename... Args>
-cudaError_t DispatchGroup(int32_t group, const Args&... args) {
-  switch (group) {
-    case 1:
-      return Launch<T, D, 1>(args...);
-    case 2:
-      return Launch<T, D, 2>(args...);
-    case 4:
-      return Launch<T, D, 4>(args...);
-    case 8:
-      return Launch<T, D, 8>(args...);
-  }
-  return cudaErrorInvalidValue;
-}
-
 template <typename T, typename... Args>
 cudaError_t DispatchDim(int32_t head_dim, int32_t group, const Args&... args) {
-  return head_dim == 64 ? DispatchGroup<T, 64>(group, args...)
-                        : DispatchGroup<T, 128>(group, args...);
+  return DispatchGroup(group, [&](auto g) {
+    constexpr int G = decltype(g)::value;
+    return head_dim == 64 ? Launch<T, 64, G>(args...) : Launch<T, 128, G>(args...);
+  });
 }
 
 }  // namespace

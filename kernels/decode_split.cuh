@@ -6,6 +6,7 @@
 
 #include <cfloat>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/decode_step.h"
 #include "kernels/device_math.cuh"
@@ -51,6 +52,35 @@ __device__ __forceinline__ int SlotRank(int slot, const DecodeSequence& s) {
   return slot;
 }
 
+// Copies tile `t` of a split's keys [begin + t * keys per tile, ...) and their values (and, for
+// IN-CACHE keys, each key's row of the cos/sin table) into stage t % kStages of `shared`; rows
+// past `end` read zeros. `target(row, chunk)` is the element offset of 16-byte chunk `chunk` of
+// tile row `row` in a key or value tile (the tensor-core kernel swizzles them); the table rows stay
+// in order.
+template <typename T, int D, typename Target>
+__device__ __forceinline__ void LoadTile(T* shared, int t, int begin, int end, const T* key_base,
+                                         const T* value_base, const T* rope_table,
+                                         const DecodeSequence& s, bool rotate, Target target) {
+  constexpr int E = kVecElems<T>, kChunks = D / E;
+  constexpr int kKeys = kTileBytes / (D * static_cast<int>(sizeof(T)));
+  constexpr int kTileElems = kTileBytes / static_cast<int>(sizeof(T));
+  T* keys = shared + (t % kStages) * 3 * kTileElems;
+  T* values = keys + kTileElems;
+  T* rope = values + kTileElems;
+  for (int c = threadIdx.x; c < kKeys * kChunks; c += kSplitThreads) {
+    const int row = c / kChunks, chunk = c % kChunks, key = begin + t * kKeys + row;
+    const bool valid = key < end;
+    const int64_t source = static_cast<int64_t>(valid ? key : begin) * D + chunk * E;
+    const int at = target(row, chunk);
+    CopyAsync16(keys + at, key_base + source, valid);
+    CopyAsync16(values + at, value_base + source, valid);
+    if (rotate) {
+      const int64_t rank = valid ? SlotRank(key, s) : 0;
+      CopyAsync16(rope + row * D + chunk * E, rope_table + rank * D + chunk * E, valid);
+    }
+  }
+}
+
 // Merges the warps' online-softmax states (warp_m, warp_l [kSplitWarps][G], warp_acc
 // [kSplitWarps][G][D], in shared memory) into the split's partial output and (max, sum). Every
 // thread of the block calls it after a barrier.
@@ -78,6 +108,22 @@ __device__ __forceinline__ void WriteSplitPartial(const float* warp_m, const flo
       workspace.partial_stats[index * 2 + 1] = sum;
     }
   }
+}
+
+// Calls launch(std::integral_constant<int, G>{}) for a group size G the kernels are built for.
+template <typename F>
+cudaError_t DispatchGroup(int32_t group, F&& launch) {
+  switch (group) {
+    case 1:
+      return launch(std::integral_constant<int, 1>{});
+    case 2:
+      return launch(std::integral_constant<int, 2>{});
+    case 4:
+      return launch(std::integral_constant<int, 4>{});
+    case 8:
+      return launch(std::integral_constant<int, 8>{});
+  }
+  return cudaErrorInvalidValue;
 }
 
 // The tensor-core split kernel (decode_attention_mma.cu) for bf16/f16, head dims 64 and 128,
