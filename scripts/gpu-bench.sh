@@ -23,7 +23,7 @@ for section in "$@"; do
         --json-out "$out/maintenance.json" 2>&1 | tee "$out/maintenance.md" | grep '^|' ;;
     streams)  # batch 853 of 512-token streams: what an 80 GB card's 60 GB KV pool holds at 72 MB
       # (512 + a 64-token prefill chunk of room) a stream; the step time is the ITL
-      $bench --model dummy:llama-3-8b --modes decode --batches 853 --caches STREAMING_LLM:512,H2O:512 \
+      $bench --model dummy:llama-3-8b --modes decode --batches 853 --caches STREAMING_LLM:512 \
         --steps 16 --warmup 3 --json-out "$out/streams.json" 2>&1 | tee "$out/streams.md" | grep '^|' ;;
     ttft)  # idle engine, one prompt in one chunk; llama-3.1-8b: llama-3-8b's shape, 128K context
       $bench --model dummy:llama-3.1-8b --modes ttft --ttft-prompts 4096,32768 --ttft-repeats 5 \
