@@ -12,10 +12,6 @@
 #include "model/criti_prefill.h"
 #include "model/criti_prefill_attention.h"
 
-#ifdef KVSERVE_WITH_CUDA
-#include "model/cuda_ops.h"
-#endif
-
 namespace kvserve::bench {
 namespace {
 
@@ -83,16 +79,6 @@ PrefillTimes TimePrefill(LlamaModel& model, int64_t tokens, const CritiPrefillPa
     const double flops = 4.0 * config.head_dim * static_cast<double>(counted.attended) *
                          (config.num_heads / config.num_kv_heads);
     times.kernel_tflops = flops / (times.kernel_ms * 1e9);
-#ifdef KVSERVE_WITH_CUDA
-    if (cuda::PrefillKernelTakes(q, k, v, blocks.segment_size)) {
-      times.per_head_kernel_ms = MedianMs(repeats, [&] {
-        cuda::PrefillAttention(q, k, v, blocks.blocks, blocks.dense, blocks.segment_size,
-                               blocks.block_size, 0, /*per_head=*/true)
-            .sum()
-            .cpu();
-      });
-    }
-#endif
   }
   return times;
 }

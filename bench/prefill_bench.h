@@ -18,11 +18,9 @@ struct PrefillTimes {
   double skipped_fraction =
       0;  // of dense causal attention's (query, key, KV head) pairs, one layer
   // CritiPrefill only: the block-sparse kernel alone on the layer's selection (no selection), its
-  // rate on the kept FLOPs (4 · head_dim per kept (query, key, query head)), and the earlier
-  // one-head-per-block kernel on the same selection (CUDA builds; 0 elsewhere).
+  // rate on the kept FLOPs (4 · head_dim per kept (query, key, query head)).
   double kernel_ms = 0;
   double kernel_tflops = 0;
-  double per_head_kernel_ms = 0;
 };
 
 // `critiprefill` null: dense. The model's KV cache for the run is FULL with room for T tokens.

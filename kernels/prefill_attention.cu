@@ -7,7 +7,9 @@
 // range) is walked in tiles of 64 keys that a kStages-deep cp.async pipeline stages in padded
 // shared memory, read back with ldmatrix without bank conflicts. Only tiles that may hold an
 // absent or a future key pay for the mask.
-#include "kernels/prefill_mma.cuh"
+#include "kernels/device_math.cuh"
+#include "kernels/mma.cuh"
+#include "kernels/prefill_attention.h"
 
 namespace kvserve::kernels {
 namespace {
@@ -319,7 +321,6 @@ cudaError_t PrefillAttention(const PrefillAttentionArgs& a, cudaStream_t stream)
       (a.blocks != nullptr && (a.segment_size <= 0 || a.block_size <= 0 || a.dense == nullptr))) {
     return cudaErrorInvalidValue;
   }
-  if (a.per_head) return LaunchPrefillPerHead(a, stream);
   if (a.dtype == DType::kBFloat16) return Launch<__nv_bfloat16>(a, stream);
   return Launch<__half>(a, stream);
 }

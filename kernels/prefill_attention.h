@@ -44,10 +44,6 @@ struct PrefillAttentionArgs {
   // [b * block_size - key_offset, (b + 1) * block_size - key_offset), those < 0 absent (a
   // compressed cache numbers its held keys back from the chunk's start).
   int32_t key_offset = 0;
-  // The earlier kernel (one query head per block, one key tile in flight) instead of the default
-  // one that packs the query heads of a KV head into a block and pipelines its key tiles; same
-  // results up to rounding, kept for comparison.
-  bool per_head = false;
 };
 
 // Whether the kernel takes a head dim and, when sparse (segment_size > 0), the segment size

@@ -33,7 +33,7 @@ bool PrefillKernelTakes(const at::Tensor& queries, const at::Tensor& keys, const
 at::Tensor PrefillAttention(const at::Tensor& queries, const at::Tensor& keys,
                             const at::Tensor& values, const at::Tensor& blocks,
                             const at::Tensor& dense, int64_t segment_size, int64_t block_size,
-                            int64_t key_offset, bool per_head) {
+                            int64_t key_offset) {
   TORCH_CHECK(PrefillKernelTakes(queries, keys, values, blocks.defined() ? segment_size : 0),
               "PrefillAttention: the kernel does not take these tensors");
   auto q = queries.contiguous();
@@ -51,7 +51,6 @@ at::Tensor PrefillAttention(const at::Tensor& queries, const at::Tensor& keys,
   a.v = values.data_ptr();
   a.value_head_stride = values.stride(0);
   a.out = out.data_ptr();
-  a.per_head = per_head;
   at::Tensor block_list, dense_flags;
   if (blocks.defined()) {
     block_list = blocks.to(q.device(), at::kInt).contiguous();

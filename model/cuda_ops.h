@@ -25,12 +25,11 @@ bool RowsContiguous(const at::Tensor& t);
 // (int32, on the device), block-sparse per query segment. Returns [n, heads, dim].
 bool PrefillKernelTakes(const at::Tensor& queries, const at::Tensor& keys, const at::Tensor& values,
                         int64_t segment_size);
-// `key_offset`, `per_head` (the earlier kernel, for comparison): see
-// kernels::PrefillAttentionArgs.
+// `key_offset`: see kernels::PrefillAttentionArgs.
 at::Tensor PrefillAttention(const at::Tensor& queries, const at::Tensor& keys,
                             const at::Tensor& values, const at::Tensor& blocks = {},
                             const at::Tensor& dense = {}, int64_t segment_size = 0,
-                            int64_t block_size = 0, int64_t key_offset = 0, bool per_head = false);
+                            int64_t block_size = 0, int64_t key_offset = 0);
 
 // ops.h, on CUDA tensors.
 at::Tensor AddRmsNorm(at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
