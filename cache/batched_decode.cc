@@ -13,17 +13,25 @@
 namespace kvserve {
 namespace {
 
-kernels::EvictionEntry Entry(KvCache& cache, const BatchedDecodeStep& step) {
+// The cache's storage; scores, counts and key mass are [layers, kv_heads, capacity], laid out as
+// the positions.
+kernels::CacheRows Rows(KvCache& cache) {
   const KvCache::Layout layout = cache.layout();
+  kernels::CacheRows c;
+  c.keys = layout.keys;
+  c.values = layout.values;
+  c.layer_stride = layout.layer_stride;
+  c.head_stride = layout.head_stride;
+  c.positions = layout.positions;
+  c.slot_layer_stride = layout.positions_layer_stride;
+  c.slot_head_stride = cache.capacity();
+  c.length = static_cast<int32_t>(cache.length(0));
+  return c;
+}
+
+kernels::EvictionEntry Entry(KvCache& cache, const BatchedDecodeStep& step) {
   kernels::EvictionEntry e;
-  e.keys = layout.keys;
-  e.values = layout.values;
-  e.layer_stride = layout.layer_stride;
-  e.head_stride = layout.head_stride;
-  e.positions = layout.positions;
-  e.positions_layer_stride = layout.positions_layer_stride;
-  e.positions_head_stride = cache.capacity();
-  e.length = static_cast<int32_t>(cache.length(0));
+  e.cache = Rows(cache);
   if (step.rule == BatchedDecodeStep::Rule::kRingVictim) {
     e.rule = kernels::EvictionRule::kRingVictim;
     e.ring_victim = static_cast<int32_t>(step.ring_victim);
@@ -36,16 +44,12 @@ kernels::EvictionEntry Entry(KvCache& cache, const BatchedDecodeStep& step) {
   e.rule = kernels::EvictionRule::kLowestScore;
   e.evict = step.evict ? 1 : 0;
   e.scores = step.scores.data_ptr<float>();
-  // Scores and key mass are [layers, kv_heads, capacity], laid out as the positions.
-  e.scores_layer_stride = e.mass_layer_stride = layout.positions_layer_stride;
-  e.scores_head_stride = e.mass_head_stride = cache.capacity();
   e.key_mass = mass.data_ptr<float>();
   e.min_recent_position = step.min_recent_position;
   return e;
 }
 
 kernels::ChainEntry Chain(KvCache& cache, const BatchedDecodeStep& step) {
-  const KvCache::Layout layout = cache.layout();
   const at::Tensor& mass = cache.key_mass_storage();
   const int64_t chain = static_cast<int64_t>(step.chain.size());
   TORCH_CHECK(step.scores.defined() && step.scores.is_contiguous() &&
@@ -55,18 +59,10 @@ kernels::ChainEntry Chain(KvCache& cache, const BatchedDecodeStep& step) {
               "most ",
               kernels::kMaxChain, " slots");
   kernels::ChainEntry e;
-  e.keys = layout.keys;
-  e.values = layout.values;
-  e.layer_stride = layout.layer_stride;
-  e.head_stride = layout.head_stride;
-  e.positions = layout.positions;
+  e.cache = Rows(cache);
   e.scores = step.scores.data_ptr<float>();
   e.counts = step.counts.defined() ? step.counts.data_ptr<float>() : nullptr;
   e.key_mass = mass.data_ptr<float>();
-  // Scores, counts and key mass are [layers, kv_heads, capacity], laid out as the positions.
-  e.stat_layer_stride = layout.positions_layer_stride;
-  e.stat_head_stride = cache.capacity();
-  e.length = static_cast<int32_t>(cache.length(0));
   e.score_decay = step.score_decay;
   // The key mass is the group sum, or the group max when the attention was asked for it.
   e.mass_scale = step.reduction == BatchedDecodeStep::GroupReduction::kMean

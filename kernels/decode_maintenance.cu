@@ -20,20 +20,30 @@ __device__ __forceinline__ bool Worse(const Candidate& a, const Candidate& b) {
   return a.score < b.score || (a.score == b.score && a.position > b.position);
 }
 
+// The offset of (layer, head)'s per-slot arrays, and its keys or values.
+__device__ __forceinline__ int64_t SlotArrays(const CacheRows& c, int layer, int head) {
+  return layer * c.slot_layer_stride + head * c.slot_head_stride;
+}
+template <typename T>
+__device__ __forceinline__ T* HeadRows(void* base, const CacheRows& c, int layer, int head) {
+  return static_cast<T*>(base) + layer * c.layer_stride + head * c.head_stride;
+}
+
 template <typename T>
 __global__ void EvictKernel(int32_t head_dim, const EvictionEntry* entries) {
   const EvictionEntry& e = entries[blockIdx.x];
+  const CacheRows& c = e.cache;
   const int layer = blockIdx.y, head = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int last = e.length - 1;
-  int64_t* positions =
-      e.positions + layer * e.positions_layer_stride + head * e.positions_head_stride;
+  const int last = c.length - 1;
+  const int64_t slots = SlotArrays(c, layer, head);
+  int64_t* positions = c.positions + slots;
   float* scores = nullptr;
   int victim = e.ring_victim;
   if (e.rule == EvictionRule::kLowestScore) {
-    scores = e.scores + layer * e.scores_layer_stride + head * e.scores_head_stride;
-    const float* mass = e.key_mass + layer * e.mass_layer_stride + head * e.mass_head_stride;
+    scores = e.scores + slots;
+    const float* mass = e.key_mass + slots;
     Candidate best{0.f, 0, -1};
-    for (int slot = lane; slot < e.length; slot += 32) {
+    for (int slot = lane; slot < c.length; slot += 32) {
       const float score = (slot == last ? 0.f : scores[slot]) + mass[slot];
       scores[slot] = score;
       const Candidate c{score, positions[slot], slot};
@@ -50,8 +60,8 @@ __global__ void EvictKernel(int32_t head_dim, const EvictionEntry* entries) {
     victim = best.slot;
     __syncwarp();  // the last slot's score, written by another lane, is read below
   }
-  T* keys = static_cast<T*>(e.keys) + layer * e.layer_stride + head * e.head_stride;
-  T* values = static_cast<T*>(e.values) + layer * e.layer_stride + head * e.head_stride;
+  T* keys = HeadRows<T>(c.keys, c, layer, head);
+  T* values = HeadRows<T>(c.values, c, layer, head);
   for (int i = lane; i < head_dim; i += 32) {
     keys[static_cast<int64_t>(victim) * head_dim + i] =
         keys[static_cast<int64_t>(last) * head_dim + i];
@@ -80,13 +90,14 @@ __device__ __forceinline__ void Carry(E* base, int64_t stride, const int32_t* ch
 template <typename T>
 __global__ void ChainKernel(int32_t head_dim, const ChainEntry* entries) {
   const ChainEntry& e = entries[blockIdx.x];
+  const CacheRows& c = e.cache;
   const int layer = blockIdx.y, head = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int last = e.length - 1;
-  const int64_t stat = layer * e.stat_layer_stride + head * e.stat_head_stride;
-  float* scores = e.scores + stat;
-  float* counts = e.counts == nullptr ? nullptr : e.counts + stat;
-  const float* mass = e.key_mass + stat;
-  for (int slot = lane; slot < e.length; slot += 32) {
+  const int last = c.length - 1;
+  const int64_t slots = SlotArrays(c, layer, head);
+  float* scores = e.scores + slots;
+  float* counts = e.counts == nullptr ? nullptr : e.counts + slots;
+  const float* mass = e.key_mass + slots;
+  for (int slot = lane; slot < c.length; slot += 32) {
     // Rounded as the host computes it (no fused multiply-add), so both paths decide alike.
     const float added = __fmul_rn(e.mass_scale, mass[slot]);
     scores[slot] = slot == last ? added : __fadd_rn(added, __fmul_rn(e.score_decay, scores[slot]));
@@ -108,14 +119,14 @@ __global__ void ChainKernel(int32_t head_dim, const ChainEntry* entries) {
   __syncwarp();  // the decision is read before lane 0 moves the scores
   if (!take_last) --hops;
   if (hops <= 0) return;
-  T* keys = static_cast<T*>(e.keys) + layer * e.layer_stride + head * e.head_stride;
-  T* values = static_cast<T*>(e.values) + layer * e.layer_stride + head * e.head_stride;
+  T* keys = HeadRows<T>(c.keys, c, layer, head);
+  T* values = HeadRows<T>(c.values, c, layer, head);
   for (int i = lane; i < head_dim; i += 32) {
     Carry(keys, head_dim, chain, hops, i);
     Carry(values, head_dim, chain, hops, i);
   }
   if (lane == 0) {
-    Carry(e.positions + stat, 1, chain, hops, 0);
+    Carry(c.positions + slots, 1, chain, hops, 0);
     Carry(scores, 1, chain, hops, 0);
     if (counts != nullptr) Carry(counts, 1, chain, hops, 0);
   }

@@ -26,22 +26,27 @@ enum class EvictionRule : int32_t {
   kLowestScore = 2,
 };
 
-// One request's decode-step eviction. Strides in elements, as DecodeSequence (decode_step.h).
-struct EvictionEntry {
+// Where one request's cache lives, strides in elements as DecodeSequence's (decode_step.h): K/V
+// element (layer, head, slot, dim) at keys + layer * layer_stride + head * head_stride + slot *
+// head_dim + dim. The per-slot arrays (positions, and the scores, counts and key mass a rule
+// reads) are all [layers, kv_heads, capacity]: (layer, head, slot) at layer * slot_layer_stride +
+// head * slot_head_stride + slot.
+struct CacheRows {
   void* keys = nullptr;
   void* values = nullptr;
   int64_t layer_stride = 0;
   int64_t head_stride = 0;
   int64_t* positions = nullptr;
-  int64_t positions_layer_stride = 0;
-  int64_t positions_head_stride = 0;
-  float* scores = nullptr;  // kLowestScore, slot-aligned with the cache
-  int64_t scores_layer_stride = 0;
-  int64_t scores_head_stride = 0;
-  const float* key_mass = nullptr;  // kLowestScore: the step's mass (DecodeAttention's key_mass)
-  int64_t mass_layer_stride = 0;
-  int64_t mass_head_stride = 0;
+  int64_t slot_layer_stride = 0;
+  int64_t slot_head_stride = 0;
   int32_t length = 0;  // slots held after the step's append; the new token is in slot length - 1
+};
+
+// One request's decode-step eviction.
+struct EvictionEntry {
+  CacheRows cache;
+  float* scores = nullptr;          // kLowestScore
+  const float* key_mass = nullptr;  // kLowestScore: the step's mass (DecodeAttention's key_mass)
   EvictionRule rule = EvictionRule::kRingVictim;
   int32_t evict = 1;  // kLowestScore: 0 accumulates the scores only
   int32_t ring_victim = 0;
@@ -63,21 +68,12 @@ enum class LastHop : int32_t {
 
 constexpr int32_t kMaxChain = 40;
 
-// One request's decode-step chain. Positions, scores, counts and key mass are all laid out
-// [layers, kv_heads, capacity]: element (layer, head, slot) at layer * stat_layer_stride +
-// head * stat_head_stride + slot.
+// One request's decode-step chain.
 struct ChainEntry {
-  void* keys = nullptr;
-  void* values = nullptr;
-  int64_t layer_stride = 0;
-  int64_t head_stride = 0;
-  int64_t* positions = nullptr;
+  CacheRows cache;
   float* scores = nullptr;
   float* counts = nullptr;  // nullptr: no counts
   const float* key_mass = nullptr;
-  int64_t stat_layer_stride = 0;
-  int64_t stat_head_stride = 0;
-  int32_t length = 0;  // slots held after the step's append; the new token is in slot length - 1
   // First, for every slot j < length: score = score_decay * score + mass_scale * mass (slot
   // length - 1: mass_scale * mass), count = count + 1 (slot length - 1: 1).
   float score_decay = 1;
