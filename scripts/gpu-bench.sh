@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine after scripts/gpu-check.sh built /tmp/build: the performance figures of
 # docs/performance.md. Sections (arguments, any order): decode maintenance streams ttft serving
-# prefill profile hf.
+# prefill profile maintenance-profile hf.
 # Tables go to stdout and $OUT/<section>.md, JSON to $OUT/<section>.json.
 set -uo pipefail
 out=${OUT:-/tmp/gpu-out}/bench  # everything in one folder, packed into one archive at the end
@@ -58,6 +58,24 @@ for section in "$@"; do
            /Invocations|invocations/ {calls = $NF}
            /gpu__time_duration.sum/ {print "profile | " name " | " calls " | " $NF " " $2}' \
         "$out/profile.txt" ;;
+    maintenance-profile)  # Cascading and TreeKV at batch 64: the maintenance kernels' device time
+      # (Nsight Compute, each kernel alone) and, where Nsight Systems is there, the step's timeline
+      for cache in CASCADING:512 TREEKV:512; do
+        run=(--model dummy:llama-3-8b --modes decode --batches 64 --caches $cache --steps 4
+             --warmup 3 --profiler-range)
+        name=${cache%%:*}
+        ncu --profile-from-start off --clock-control none --kernel-name regex:'Chain|Evict' \
+          --print-summary per-kernel --metrics gpu__time_duration.sum $bench "${run[@]}" \
+          > "$out/ncu-$name.txt" 2>&1
+        grep -E 'ChainKernel|EvictKernel|gpu__time_duration' "$out/ncu-$name.txt" | sed "s/^/$name /"
+        if command -v nsys > /dev/null; then
+          nsys profile --capture-range=cudaProfilerApi --trace=cuda -o "$out/nsys-$name" \
+            --force-overwrite true $bench "${run[@]}" > "$out/nsys-$name.log" 2>&1
+          nsys stats -r cuda_gpu_trace -f csv -o "$out/trace-$name" "$out/nsys-$name.nsys-rep" \
+            > /dev/null 2>&1
+          rm -f "$out/nsys-$name.nsys-rep" "$out/nsys-$name.sqlite"
+        fi
+      done ;;
     hf)
       python3 bench/hf_baseline.py --model llama-3-8b --cases 1x4096,64x512 --new-tokens 64 \
         --json-out "$out/hf.json" 2>&1 | tee "$out/hf.md" ;;
