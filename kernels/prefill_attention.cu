@@ -1,12 +1,13 @@
 // PrefillAttention (prefill_attention.h) on the tensor cores, FlashAttention-2 style with the query
 // heads of a KV group packed into one block (prefill_and_heads.md §4.3, FA3's "PackGQA"): a block
-// of W warps owns 16 W rows, each a (query, head) pair — P heads of one KV head times 16 W / P
+// of W warps owns 32 W rows, each a (query, head) pair — P heads of one KV head times 32 W / P
 // queries of one segment — so every key tile it stages serves all P heads (selection is per KV
-// head, so the rows share one key list). Each warp keeps its 16 rows' queries in registers and an
-// online softmax per row; the key list (the segment's selected blocks, then a contiguous causal
-// range) is walked in tiles of 64 keys that a kStages-deep cp.async pipeline stages in padded
-// shared memory, read back with ldmatrix without bank conflicts. Only tiles that may hold an
-// absent or a future key pay for the mask.
+// head, so the rows share one key list). Each warp owns 32 rows (two 16-row MMA tiles), so every
+// K or V fragment it reads from shared memory feeds four MMAs, and keeps an online softmax per
+// row; the block's queries sit in shared memory. The key list (the segment's selected blocks,
+// then a contiguous causal range) is walked in tiles of 32 keys that a three-stage cp.async
+// pipeline stages in padded shared memory (two blocks share an SM), read back with ldmatrix
+// without bank conflicts. Only tiles that may hold an absent or a future key pay for the mask.
 #include "kernels/device_math.cuh"
 #include "kernels/mma.cuh"
 #include "kernels/prefill_attention.h"
@@ -14,10 +15,11 @@
 namespace kvserve::kernels {
 namespace {
 
-constexpr int kKeys = 64;         // keys per shared-memory tile
+constexpr int kKeys = 32;         // keys per shared-memory tile (64 would spill registers)
 constexpr int kPad = 8;           // elements of padding per shared row: rows 16 bytes apart mod 128
 constexpr int kMaxPacked = 8;     // query heads per block at most
 constexpr int kSegmentTile = 64;  // segments are multiples of it; a block holds <= 64 queries
+constexpr int kTiles = 2;         // 16-row MMA tiles per warp
 
 // How the rows of a block map to (query, head): row r is query q0 + r / heads of head
 // head0 + r % heads (heads of one query adjacent, as they sit in memory).
@@ -32,23 +34,25 @@ struct Packing {
 template <int D, int Warps>
 struct Config {
   static constexpr int kThreads = 32 * Warps;
+  static constexpr int kRows = 16 * kTiles * Warps;
   static constexpr int kStride = D + kPad;
   static constexpr int kStages = 3;
-  // ptxas takes ~190 (d 64) to ~240 (d 128) registers: 8 warps per SM either way.
-  static constexpr int kMinBlocks = Warps == 8 ? 1 : 2;
   static constexpr size_t kTileElements = static_cast<size_t>(kKeys) * kStride;
   static constexpr size_t kSharedBytes =
-      kStages * (2 * kTileElements * 2 + kKeys * sizeof(int));  // 2-byte elements
+      (kRows * kStride + kStages * 2 * kTileElements) * 2  // queries, K and V; 2-byte elements
+      + kStages * kKeys * sizeof(int);
 };
 
 template <typename T, int D, int Warps>
-__global__ void __launch_bounds__(32 * Warps, (Config<D, Warps>::kMinBlocks))
+__global__ void __launch_bounds__(32 * Warps, 2)
     PackedPrefillKernel(PrefillAttentionArgs a, Packing p, float scale_log2) {
   using C = Config<D, Warps>;
   constexpr int kThreads = C::kThreads, kStride = C::kStride, kStages = C::kStages;
+  constexpr int kRowsPerThread = 2 * kTiles;  // rows g and g + 8 of each of the warp's tiles
   static_assert(sizeof(T) == 2, "bf16 or f16");
   extern __shared__ __align__(16) unsigned char shared[];
-  T* keys = reinterpret_cast<T*>(shared);  // [kStages][kKeys][kStride]
+  T* queries = reinterpret_cast<T*>(shared);  // [kRows][kStride]
+  T* keys = queries + C::kRows * kStride;     // [kStages][kKeys][kStride]
   T* values = keys + kStages * C::kTileElements;
   int* key_index = reinterpret_cast<int*>(values + kStages * C::kTileElements);  // [kStages][kKeys]
 
@@ -64,28 +68,19 @@ __global__ void __launch_bounds__(32 * Warps, (Config<D, Warps>::kMinBlocks))
   const T* k_base = static_cast<const T*>(a.k) + kv_head * a.key_head_stride;
   const T* v_base = static_cast<const T*>(a.v) + kv_head * a.value_head_stride;
 
-  // This thread's rows g and g + 8 of the warp's 16.
-  int query[2], head[2];
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int row = warp * 16 + g + half * 8;
-    query[half] = q0 + (row >> p.log2_heads);
-    head[half] = head0 + (row & (p.heads - 1));
+  // Each thread copies 16-byte columns of the block's query rows (zeros past the last query);
+  // they land with the first key tile.
+  constexpr int kChunks = D / 8;
+  for (int i = tid; i < C::kRows * kChunks; i += kThreads) {
+    const int row = i / kChunks, col = (i % kChunks) * 8;
+    const int query = q0 + (row >> p.log2_heads), head = head0 + (row & (p.heads - 1));
+    const T* source = q + (static_cast<int64_t>(query < n ? query : 0) * a.num_heads + head) * D;
+    CopyAsync16(queries + row * kStride + col, source + col, query < n);
   }
-  // The queries as A fragments: rows g and g + 8, columns 2 tig (+1) and 2 tig + 8 (+9).
-  uint32_t qf[D / 16][4];
-#pragma unroll
-  for (int ks = 0; ks < D / 16; ++ks) {
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const int half = r % 2, col = ks * 16 + 2 * tig + (r / 2) * 8;
-      qf[ks][r] =
-          query[half] < n
-              ? *reinterpret_cast<const uint32_t*>(
-                    q + (static_cast<int64_t>(query[half]) * a.num_heads + head[half]) * D + col)
-              : 0u;
-    }
-  }
+  // This thread's rows: g and g + 8 of the warp's tiles, in the order (tile, half); recomputed
+  // where needed rather than held (the kernel is at the register limit).
+  auto row_of = [&](int r) { return warp * 16 * kTiles + (r / 2) * 16 + g + (r % 2) * 8; };
+  auto query_of = [&](int r) { return q0 + (row_of(r) >> p.log2_heads); };
 
   // The block's key list: the segment's blocks (sparse segments), then [begin, end) causally.
   const int segment = a.blocks == nullptr ? 0 : q0 / a.segment_size;
@@ -120,14 +115,13 @@ __global__ void __launch_bounds__(32 * Warps, (Config<D, Warps>::kMinBlocks))
     return i < end ? i : -1;
   };
   // Each thread copies the same 16-byte column of kKeys / kRowsPerPass rows of K and of V.
-  constexpr int kChunks = D / 8;
   constexpr int kRowsPerPass = kThreads / kChunks;
   static_assert(kKeys % kRowsPerPass == 0, "whole passes");
   const int load_row = tid / kChunks, load_col = (tid % kChunks) * 8;
   auto load_tile = [&](int t, int stage) {
     T* k_stage = keys + stage * C::kTileElements;
     T* v_stage = values + stage * C::kTileElements;
-#pragma unroll
+#pragma unroll 2  // fully unrolled, the address arithmetic spills
     for (int pass = 0; pass < kKeys / kRowsPerPass; ++pass) {
       const int row = load_row + pass * kRowsPerPass, index = key_at(t, row);
       const int64_t offset = static_cast<int64_t>(index < 0 ? 0 : index) * D + load_col;
@@ -137,18 +131,28 @@ __global__ void __launch_bounds__(32 * Warps, (Config<D, Warps>::kMinBlocks))
     }
   };
 
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // m in log2 units, scaled
-  float o[D / 8][4];
+  float m[kRowsPerThread], l[kRowsPerThread];  // m in log2 units, scaled
+  float o[kTiles][D / 8][4];
 #pragma unroll
-  for (int dt = 0; dt < D / 8; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
+  for (int r = 0; r < kRowsPerThread; ++r) m[r] = -INFINITY, l[r] = 0.f;
+#pragma unroll
+  for (int mt = 0; mt < kTiles; ++mt) {
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) o[mt][dt][0] = o[mt][dt][1] = o[mt][dt][2] = o[mt][dt][3] = 0.f;
+  }
 
-  // ldmatrix row addresses of this lane. K (S = Q Kᵀ): matrix j = lane / 8 is keys 8 nt + (lane %
-  // 8), dims 32 kk + 8 j: the B fragments of k-steps 2 kk and 2 kk + 1. V (O += P V), transposed:
-  // matrix j is keys 16 kk + 8 (j % 2) + (lane % 8), dims 16 dp + 8 (j / 2): the B fragments of
-  // dim tiles 2 dp and 2 dp + 1.
+  // ldmatrix row addresses of this lane. Q (the A fragment of k-step ks): matrix j = lane / 8 is
+  // rows 8 (j % 2) + (lane % 8), dims 16 ks + 8 (j / 2). K (S = Q Kᵀ): matrix j is keys 8 (nt + j
+  // / 2) + (lane % 8), dims 16 ks + 8 (j % 2): the B fragments of key tiles nt and nt + 1. V (O +=
+  // P V), transposed: matrix j is keys 16 kk + 8 (j % 2) + (lane % 8), dims 16 dp + 8 (j / 2): the
+  // B fragments of dim tiles 2 dp and 2 dp + 1.
   constexpr uint32_t kTileBytes = static_cast<uint32_t>(C::kTileElements * sizeof(T));
+  const uint32_t q_lane = SharedAddress(queries) +
+                          ((warp * 16 * kTiles + (lane & 15)) * kStride + (lane >> 4) * 8) *
+                              sizeof(T);
   const uint32_t k_lane =
-      SharedAddress(keys) + ((lane & 7) * kStride + (lane >> 3) * 8) * sizeof(T);
+      SharedAddress(keys) +
+      (((lane & 7) + (lane >> 4) * 8) * kStride + ((lane >> 3) & 1) * 8) * sizeof(T);
   const uint32_t v_lane =
       SharedAddress(values) +
       (((lane & 7) + ((lane >> 3) & 1) * 8) * kStride + (lane >> 4) * 8) * sizeof(T);
@@ -156,9 +160,9 @@ __global__ void __launch_bounds__(32 * Warps, (Config<D, Warps>::kMinBlocks))
 
   // Pipeline: tiles t + 1 .. t + kStages - 1 are in flight while tile t is computed.
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (s < tiles) load_tile(s, s);
-    CopyAsyncCommit();
+  for (int stage = 0; stage < kStages - 1; ++stage) {
+    if (stage < tiles) load_tile(stage, stage);
+    CopyAsyncCommit();  // the queries land with the first group
   }
   for (int t = 0; t < tiles; ++t) {
     CopyAsyncWait<kStages - 2>();  // this thread's copies of tile t have landed
@@ -167,18 +171,30 @@ __global__ void __launch_bounds__(32 * Warps, (Config<D, Warps>::kMinBlocks))
     CopyAsyncCommit();  // possibly empty: keeps the group count in step
     const int stage = t % kStages;
 
-    // S = Q Kᵀ for this warp's 16 rows and the tile's 64 keys.
-    float s[kKeys / 8][4];
+    // S = Q Kᵀ for this warp's 32 rows and the tile's keys.
+    float s[kTiles][kKeys / 8][4];
 #pragma unroll
-    for (int nt = 0; nt < kKeys / 8; ++nt) {
-      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+    for (int mt = 0; mt < kTiles; ++mt) {
 #pragma unroll
-      for (int kk = 0; kk < D / 32; ++kk) {
+      for (int nt = 0; nt < kKeys / 8; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
+    }
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+      uint32_t qf[kTiles][4];
+#pragma unroll
+      for (int mt = 0; mt < kTiles; ++mt) {
+        LoadMatrices<false>(qf[mt], q_lane + (mt * 16 * kStride + ks * 16) * sizeof(T));
+      }
+#pragma unroll
+      for (int nt = 0; nt < kKeys / 8; nt += 2) {
         uint32_t b[4];
         LoadMatrices<false>(b,
-                            k_lane + stage * kTileBytes + (nt * 8 * kStride + kk * 32) * sizeof(T));
-        Mma<T>(s[nt], qf[2 * kk], b[0], b[1]);
-        Mma<T>(s[nt], qf[2 * kk + 1], b[2], b[3]);
+                            k_lane + stage * kTileBytes + (nt * 8 * kStride + ks * 16) * sizeof(T));
+#pragma unroll
+        for (int mt = 0; mt < kTiles; ++mt) {
+          Mma<T>(s[mt][nt], qf[mt], b[0], b[1]);
+          Mma<T>(s[mt][nt + 1], qf[mt], b[2], b[3]);
+        }
       }
     }
     // Mask: a partial or offset tile of selected blocks, or causal keys past the block's first
@@ -193,78 +209,96 @@ __global__ void __launch_bounds__(32 * Warps, (Config<D, Warps>::kMinBlocks))
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int key = tile_keys[nt * 8 + 2 * tig + (e & 1)];
-          if (key < 0 || key > first_index + query[e / 2]) s[nt][e] = -INFINITY;
+#pragma unroll
+          for (int mt = 0; mt < kTiles; ++mt) {
+            if (key < 0 || key > first_index + query_of(mt * 2 + e / 2)) s[mt][nt][e] = -INFINITY;
+          }
         }
       }
     }
-    // The online softmax of rows g and g + 8 (each spread over the 4 lanes of its group).
-    float tile_max[2] = {-INFINITY, -INFINITY};
+    // The online softmax of the thread's rows (each spread over the 4 lanes of its group).
+    float correction[kRowsPerThread];
 #pragma unroll
-    for (int nt = 0; nt < kKeys / 8; ++nt) {
+    for (int mt = 0; mt < kTiles; ++mt) {
+      float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-      for (int e = 0; e < 4; ++e) tile_max[e / 2] = fmaxf(tile_max[e / 2], s[nt][e]);
-    }
-    float correction[2], base[2];
+      for (int nt = 0; nt < kKeys / 8; ++nt) {
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      tile_max[half] = fmaxf(tile_max[half], __shfl_xor_sync(0xffffffffu, tile_max[half], 1));
-      tile_max[half] = fmaxf(tile_max[half], __shfl_xor_sync(0xffffffffu, tile_max[half], 2));
-      const float m_new = fmaxf(m[half], tile_max[half] * scale_log2);
-      base[half] = m_new == -INFINITY ? 0.f : m_new;  // a row with no visible key yet
-      correction[half] = exp2f(m[half] - base[half]);
-      m[half] = m_new;
-    }
-    float sum[2] = {0.f, 0.f};
-#pragma unroll
-    for (int nt = 0; nt < kKeys / 8; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[nt][e] = exp2f(fmaf(s[nt][e], scale_log2, -base[e / 2]));
-        sum[e / 2] += s[nt][e];
+        for (int e = 0; e < 4; ++e) tile_max[e / 2] = fmaxf(tile_max[e / 2], s[mt][nt][e]);
       }
-    }
+      float base[2], sum[2] = {0.f, 0.f};
 #pragma unroll
-    for (int half = 0; half < 2; ++half) l[half] = l[half] * correction[half] + sum[half];
+      for (int half = 0; half < 2; ++half) {
+        const int r = mt * 2 + half;
+        tile_max[half] = fmaxf(tile_max[half], __shfl_xor_sync(0xffffffffu, tile_max[half], 1));
+        tile_max[half] = fmaxf(tile_max[half], __shfl_xor_sync(0xffffffffu, tile_max[half], 2));
+        const float m_new = fmaxf(m[r], tile_max[half] * scale_log2);
+        base[half] = m_new == -INFINITY ? 0.f : m_new;  // a row with no visible key yet
+        correction[r] = exp2f(m[r] - base[half]);
+        m[r] = m_new;
+      }
 #pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt) {
-      o[dt][0] *= correction[0];
-      o[dt][1] *= correction[0];
-      o[dt][2] *= correction[1];
-      o[dt][3] *= correction[1];
+      for (int nt = 0; nt < kKeys / 8; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          s[mt][nt][e] = exp2f(fmaf(s[mt][nt][e], scale_log2, -base[e / 2]));
+          sum[e / 2] += s[mt][nt][e];
+        }
+      }
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        l[mt * 2 + half] = l[mt * 2 + half] * correction[mt * 2 + half] + sum[half];
+      }
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) {
+        o[mt][dt][0] *= correction[mt * 2];
+        o[mt][dt][1] *= correction[mt * 2];
+        o[mt][dt][2] *= correction[mt * 2 + 1];
+        o[mt][dt][3] *= correction[mt * 2 + 1];
+      }
     }
     // O += P V: the S accumulators of key tiles 2 kk and 2 kk + 1 are the A fragment of keys
     // [16 kk, 16 kk + 16).
 #pragma unroll
     for (int kk = 0; kk < kKeys / 16; ++kk) {
-      const uint32_t pf[4] = {
-          Pack<T>(s[2 * kk][0], s[2 * kk][1]), Pack<T>(s[2 * kk][2], s[2 * kk][3]),
-          Pack<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]), Pack<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      uint32_t pf[kTiles][4];
+#pragma unroll
+      for (int mt = 0; mt < kTiles; ++mt) {
+        pf[mt][0] = Pack<T>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+        pf[mt][1] = Pack<T>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+        pf[mt][2] = Pack<T>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+        pf[mt][3] = Pack<T>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+      }
 #pragma unroll
       for (int dp = 0; dp < D / 16; ++dp) {
         uint32_t b[4];
         LoadMatrices<true>(b,
                            v_lane + stage * kTileBytes + (kk * 16 * kStride + dp * 16) * sizeof(T));
-        Mma<T>(o[2 * dp], pf, b[0], b[1]);
-        Mma<T>(o[2 * dp + 1], pf, b[2], b[3]);
+#pragma unroll
+        for (int mt = 0; mt < kTiles; ++mt) {
+          Mma<T>(o[mt][2 * dp], pf[mt], b[0], b[1]);
+          Mma<T>(o[mt][2 * dp + 1], pf[mt], b[2], b[3]);
+        }
       }
     }
   }
 
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    l[half] += __shfl_xor_sync(0xffffffffu, l[half], 1);
-    l[half] += __shfl_xor_sync(0xffffffffu, l[half], 2);
-  }
   T* out = static_cast<T*>(a.out);
 #pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    if (query[half] >= n) continue;
-    const float inverse = l[half] > 0 ? 1.f / l[half] : 0.f;
-    T* row = out + (static_cast<int64_t>(query[half]) * a.num_heads + head[half]) * D + 2 * tig;
+  for (int r = 0; r < kRowsPerThread; ++r) {
+    float sum = l[r];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const int query = query_of(r);
+    if (query >= n) continue;
+    const int head = head0 + (row_of(r) & (p.heads - 1));
+    const float inverse = sum > 0 ? 1.f / sum : 0.f;
+    T* destination = out + (static_cast<int64_t>(query) * a.num_heads + head) * D + 2 * tig;
+    const int mt = r / 2, e = (r % 2) * 2;
 #pragma unroll
     for (int dt = 0; dt < D / 8; ++dt) {
-      *reinterpret_cast<uint32_t*>(row + dt * 8) =
-          Pack<T>(o[dt][half * 2] * inverse, o[dt][half * 2 + 1] * inverse);
+      *reinterpret_cast<uint32_t*>(destination + dt * 8) =
+          Pack<T>(o[mt][dt][e] * inverse, o[mt][dt][e + 1] * inverse);
     }
   }
 }
@@ -283,7 +317,7 @@ cudaError_t LaunchPacked(const PrefillAttentionArgs& a, const Packing& p, cudaSt
 
 template <typename T>
 cudaError_t Launch(const PrefillAttentionArgs& a, cudaStream_t stream) {
-  // The most heads (a power of two up to 8) that divide the group; alone, a head takes 4 warps so
+  // The most heads (a power of two up to 8) that divide the group; alone, a head takes 2 warps so
   // that a block still holds at most kSegmentTile queries.
   const int group = a.num_heads / a.kv_heads;
   Packing p;
@@ -298,9 +332,9 @@ cudaError_t Launch(const PrefillAttentionArgs& a, cudaStream_t stream) {
   static_assert(128 / 2 <= kSegmentTile, "a block's queries lie in one segment");
   switch (a.head_dim) {
     case 64:
-      return wide ? LaunchPacked<T, 64, 8>(a, p, stream) : LaunchPacked<T, 64, 4>(a, p, stream);
+      return wide ? LaunchPacked<T, 64, 4>(a, p, stream) : LaunchPacked<T, 64, 2>(a, p, stream);
     case 128:
-      return wide ? LaunchPacked<T, 128, 8>(a, p, stream) : LaunchPacked<T, 128, 4>(a, p, stream);
+      return wide ? LaunchPacked<T, 128, 4>(a, p, stream) : LaunchPacked<T, 128, 2>(a, p, stream);
     default:
       return cudaErrorInvalidValue;
   }
