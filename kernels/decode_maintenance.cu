@@ -142,7 +142,7 @@ __global__ void ChainKernel(int32_t row_words, int32_t kv_heads, const ChainEntr
     const float* counts = e.counts == nullptr ? nullptr : e.counts + slots;
     hops_of[threadIdx.x] = TakesLastHop(e, e.scores + slots, counts, hops) ? hops : hops - 1;
   }
-  __syncthreads();  // every decision is made before the scores move
+  __syncthreads();                      // every decision is made before the scores move
   const int parts = 2 * row_words + 3;  // key words, value words, positions, scores, counts
   for (int task = threadIdx.x; task < kv_heads * parts; task += blockDim.x) {
     const int head = task / parts, part = task % parts;

@@ -29,6 +29,7 @@ struct Packing {
   int queries = 0;      // per block: rows / heads
   int tiles = 0;        // query tiles: ceil(n / queries)
   int head_groups = 0;  // num_heads / heads
+  int log2_block = -1;  // log2 of the block size when it is a power of two
 };
 
 template <int D, int Warps>
@@ -107,7 +108,9 @@ __global__ void __launch_bounds__(32 * Warps, 2)
     if (t < selected_tiles) {
       const int i = t * kKeys + slot;
       if (i >= selected_keys) return -1;
-      const int b = i / a.block_size;
+      // A power-of-two block size (the spec's 32) shifts instead of dividing: this runs for every
+      // copied row.
+      const int b = p.log2_block >= 0 ? i >> p.log2_block : i / a.block_size;
       const int index = block_list[b] * a.block_size + (i - b * a.block_size) - a.key_offset;
       return index < 0 ? -1 : index;
     }
@@ -138,7 +141,8 @@ __global__ void __launch_bounds__(32 * Warps, 2)
 #pragma unroll
   for (int mt = 0; mt < kTiles; ++mt) {
 #pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt) o[mt][dt][0] = o[mt][dt][1] = o[mt][dt][2] = o[mt][dt][3] = 0.f;
+    for (int dt = 0; dt < D / 8; ++dt)
+      o[mt][dt][0] = o[mt][dt][1] = o[mt][dt][2] = o[mt][dt][3] = 0.f;
   }
 
   // ldmatrix row addresses of this lane. Q (the A fragment of k-step ks): matrix j = lane / 8 is
@@ -147,9 +151,9 @@ __global__ void __launch_bounds__(32 * Warps, 2)
   // P V), transposed: matrix j is keys 16 kk + 8 (j % 2) + (lane % 8), dims 16 dp + 8 (j / 2): the
   // B fragments of dim tiles 2 dp and 2 dp + 1.
   constexpr uint32_t kTileBytes = static_cast<uint32_t>(C::kTileElements * sizeof(T));
-  const uint32_t q_lane = SharedAddress(queries) +
-                          ((warp * 16 * kTiles + (lane & 15)) * kStride + (lane >> 4) * 8) *
-                              sizeof(T);
+  const uint32_t q_lane =
+      SharedAddress(queries) +
+      ((warp * 16 * kTiles + (lane & 15)) * kStride + (lane >> 4) * 8) * sizeof(T);
   const uint32_t k_lane =
       SharedAddress(keys) +
       (((lane & 7) + (lane >> 4) * 8) * kStride + ((lane >> 3) & 1) * 8) * sizeof(T);
@@ -176,7 +180,8 @@ __global__ void __launch_bounds__(32 * Warps, 2)
 #pragma unroll
     for (int mt = 0; mt < kTiles; ++mt) {
 #pragma unroll
-      for (int nt = 0; nt < kKeys / 8; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
+      for (int nt = 0; nt < kKeys / 8; ++nt)
+        s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
     }
 #pragma unroll
     for (int ks = 0; ks < D / 16; ++ks) {
@@ -249,12 +254,16 @@ __global__ void __launch_bounds__(32 * Warps, 2)
       for (int half = 0; half < 2; ++half) {
         l[mt * 2 + half] = l[mt * 2 + half] * correction[mt * 2 + half] + sum[half];
       }
+      // Once the rows' maxima settle most tiles change none of them: the warp then skips the
+      // rescale (a multiply by 1, so the result is the same).
+      if (__any_sync(0xffffffffu, correction[mt * 2] != 1.f || correction[mt * 2 + 1] != 1.f)) {
 #pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt) {
-        o[mt][dt][0] *= correction[mt * 2];
-        o[mt][dt][1] *= correction[mt * 2];
-        o[mt][dt][2] *= correction[mt * 2 + 1];
-        o[mt][dt][3] *= correction[mt * 2 + 1];
+        for (int dt = 0; dt < D / 8; ++dt) {
+          o[mt][dt][0] *= correction[mt * 2];
+          o[mt][dt][1] *= correction[mt * 2];
+          o[mt][dt][2] *= correction[mt * 2 + 1];
+          o[mt][dt][3] *= correction[mt * 2 + 1];
+        }
       }
     }
     // O += P V: the S accumulators of key tiles 2 kk and 2 kk + 1 are the A fragment of keys
@@ -329,6 +338,9 @@ cudaError_t Launch(const PrefillAttentionArgs& a, cudaStream_t stream) {
   p.queries = (wide ? 128 : 64) / p.heads;
   p.tiles = (a.queries + p.queries - 1) / p.queries;
   p.head_groups = a.num_heads / p.heads;
+  if (a.block_size > 0 && (a.block_size & (a.block_size - 1)) == 0) {
+    p.log2_block = __builtin_ctz(static_cast<unsigned>(a.block_size));
+  }
   static_assert(128 / 2 <= kSegmentTile, "a block's queries lie in one segment");
   switch (a.head_dim) {
     case 64:
