@@ -106,10 +106,9 @@ template <typename T, typename Word>
 __global__ void ChainKernel(int32_t row_words, int32_t kv_heads, const ChainEntry* entries) {
   __shared__ int hops_of[32];  // per KV head
   const ChainEntry& e = entries[blockIdx.x];
-  const CacheRows& c = e.cache;
+  const CacheRows c = e.cache;  // a copy: the loops below would reload the strides after each store
   const int layer = blockIdx.y;
   const int last = c.length - 1;
-  const int64_t layer_slots = layer * c.slot_layer_stride;
   constexpr int kUnroll = 4;
   const int updates = kv_heads * c.length;
   for (int first = threadIdx.x; first < updates; first += kUnroll * blockDim.x) {
@@ -118,7 +117,7 @@ __global__ void ChainKernel(int32_t row_words, int32_t kv_heads, const ChainEntr
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int i = first + u * blockDim.x;
-      at[u] = i < updates ? layer_slots + (i / c.length) * c.slot_head_stride + i % c.length : -1;
+      at[u] = i < updates ? SlotArrays(c, layer, i / c.length) + i % c.length : -1;
       if (at[u] < 0) continue;
       mass[u] = e.key_mass[at[u]];
       score[u] = e.scores[at[u]];
@@ -138,7 +137,7 @@ __global__ void ChainKernel(int32_t row_words, int32_t kv_heads, const ChainEntr
   if (hops <= 0) return;
   __syncthreads();  // the decisions read scores other threads wrote
   if (threadIdx.x < kv_heads) {
-    const int64_t slots = layer_slots + threadIdx.x * c.slot_head_stride;
+    const int64_t slots = SlotArrays(c, layer, threadIdx.x);
     const float* counts = e.counts == nullptr ? nullptr : e.counts + slots;
     hops_of[threadIdx.x] = TakesLastHop(e, e.scores + slots, counts, hops) ? hops : hops - 1;
   }
@@ -148,12 +147,10 @@ __global__ void ChainKernel(int32_t row_words, int32_t kv_heads, const ChainEntr
     const int head = task / parts, part = task % parts;
     const int head_hops = hops_of[head];
     if (head_hops <= 0) continue;
-    const int64_t slots = layer_slots + head * c.slot_head_stride;
+    const int64_t slots = SlotArrays(c, layer, head);
     if (part < 2 * row_words) {
-      void* base = part < row_words ? c.keys : c.values;
-      Word* rows = reinterpret_cast<Word*>(static_cast<T*>(base) + layer * c.layer_stride +
-                                           head * c.head_stride);
-      Carry(rows, row_words, e.chain, head_hops, part % row_words);
+      T* rows = HeadRows<T>(part < row_words ? c.keys : c.values, c, layer, head);
+      Carry(reinterpret_cast<Word*>(rows), row_words, e.chain, head_hops, part % row_words);
     } else if (part == 2 * row_words) {
       Carry(c.positions + slots, 1, e.chain, head_hops, 0);
     } else if (part == 2 * row_words + 1) {

@@ -124,7 +124,7 @@ __global__ void __launch_bounds__(32 * Warps, 2)
   auto load_tile = [&](int t, int stage) {
     T* k_stage = keys + stage * C::kTileElements;
     T* v_stage = values + stage * C::kTileElements;
-#pragma unroll 2  // fully unrolled, the address arithmetic spills
+#pragma unroll 2  // two passes at a time, as benchmarked (64-key tiles spilled when fully unrolled)
     for (int pass = 0; pass < kKeys / kRowsPerPass; ++pass) {
       const int row = load_row + pass * kRowsPerPass, index = key_at(t, row);
       const int64_t offset = static_cast<int64_t>(index < 0 ? 0 : index) * D + load_col;
@@ -313,8 +313,10 @@ __global__ void __launch_bounds__(32 * Warps, 2)
 }
 
 template <typename T, int D, int Warps>
-cudaError_t LaunchPacked(const PrefillAttentionArgs& a, const Packing& p, cudaStream_t stream) {
+cudaError_t LaunchPacked(const PrefillAttentionArgs& a, Packing p, cudaStream_t stream) {
   using C = Config<D, Warps>;
+  p.queries = C::kRows / p.heads;
+  p.tiles = (a.queries + p.queries - 1) / p.queries;
   auto* kernel = PackedPrefillKernel<T, D, Warps>;
   const cudaError_t error = cudaFuncSetAttribute(
       kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(C::kSharedBytes));
@@ -335,8 +337,6 @@ cudaError_t Launch(const PrefillAttentionArgs& a, cudaStream_t stream) {
     ++p.log2_heads;
   }
   const bool wide = p.heads > 1;
-  p.queries = (wide ? 128 : 64) / p.heads;
-  p.tiles = (a.queries + p.queries - 1) / p.queries;
   p.head_groups = a.num_heads / p.heads;
   if (a.block_size > 0 && (a.block_size & (a.block_size - 1)) == 0) {
     p.log2_block = __builtin_ctz(static_cast<unsigned>(a.block_size));

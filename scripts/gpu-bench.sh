@@ -59,7 +59,7 @@ for section in "$@"; do
            /gpu__time_duration.sum/ {print "profile | " name " | " calls " | " $NF " " $2}' \
         "$out/profile.txt" ;;
     maintenance-profile)  # Cascading and TreeKV at batch 64: the maintenance kernels' device time
-      # (Nsight Compute, each kernel alone) and, where Nsight Systems is there, the step's timeline
+      # (Nsight Compute, each kernel alone)
       for cache in CASCADING:512 TREEKV:512; do
         run=(--model dummy:llama-3-8b --modes decode --batches 64 --caches $cache --steps 4
              --warmup 3 --profiler-range)
@@ -68,13 +68,6 @@ for section in "$@"; do
           --print-summary per-kernel --metrics gpu__time_duration.sum $bench "${run[@]}" \
           > "$out/ncu-$name.txt" 2>&1
         grep -E 'ChainKernel|EvictKernel|gpu__time_duration' "$out/ncu-$name.txt" | sed "s/^/$name /"
-        if command -v nsys > /dev/null; then
-          nsys profile --capture-range=cudaProfilerApi --trace=cuda -o "$out/nsys-$name" \
-            --force-overwrite true $bench "${run[@]}" > "$out/nsys-$name.log" 2>&1
-          nsys stats -r cuda_gpu_trace -f csv -o "$out/trace-$name" "$out/nsys-$name.nsys-rep" \
-            > /dev/null 2>&1
-          rm -f "$out/nsys-$name.nsys-rep" "$out/nsys-$name.sqlite"
-        fi
       done ;;
     hf)
       python3 bench/hf_baseline.py --model llama-3-8b --cases 1x4096,64x512 --new-tokens 64 \
