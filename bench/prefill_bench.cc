@@ -12,6 +12,10 @@
 #include "model/criti_prefill.h"
 #include "model/criti_prefill_attention.h"
 
+#ifdef KVSERVE_WITH_CUDA
+#include "model/cuda_ops.h"
+#endif
+
 namespace kvserve::bench {
 namespace {
 
@@ -75,10 +79,21 @@ PrefillTimes TimePrefill(LlamaModel& model, int64_t tokens, const CritiPrefillPa
     auto blocks = SelectSegmentBlocks(q, k, chunk, layer, *critiprefill, fusion);
     const AttendedKeys counted = CountAttendedKeys(blocks, tokens, tokens);
     times.skipped_fraction = 1.0 - static_cast<double>(counted.attended) / counted.causal;
-    times.kernel_ms = MedianMs(repeats, [&] { CritiPrefillAttend(q, k, v, blocks).sum().cpu(); });
     const double flops = 4.0 * config.head_dim * static_cast<double>(counted.attended) *
                          (config.num_heads / config.num_kv_heads);
-    times.kernel_tflops = flops / (times.kernel_ms * 1e9);
+    times.sparse_ms = MedianMs(repeats, [&] { CritiPrefillAttend(q, k, v, blocks).sum().cpu(); });
+    times.sparse_tflops = flops / (times.sparse_ms * 1e9);
+#ifdef KVSERVE_WITH_CUDA
+    if (cuda::PrefillKernelTakes(q, k, v, critiprefill->segment_size)) {
+      times.kernel_ms = MedianMs(repeats, [&] {
+        cuda::PrefillAttention(q, k, v, blocks.blocks, blocks.dense, blocks.segment_size,
+                               blocks.block_size)
+            .sum()
+            .cpu();
+      });
+      times.kernel_tflops = flops / (times.kernel_ms * 1e9);
+    }
+#endif
   }
   return times;
 }

@@ -1,7 +1,7 @@
 // Prefill timing, dense against CritiPrefill (issue 8): a whole prompt of T random tokens in one
 // chunk through LlamaModel::Forward (end to end), and one layer's attention alone on random
-// queries, keys and values (SDPA, against CritiPrefill's selection plus its block-sparse kernel,
-// and that kernel alone).
+// queries, keys and values (SDPA, against CritiPrefill's selection plus its sparse attention, that
+// attention alone and the block-sparse kernel alone).
 // Medians of `repeats` runs after a warm-up; on CUDA the device is synchronised around each run.
 #pragma once
 
@@ -17,8 +17,12 @@ struct PrefillTimes {
   double attention_ms = 0;
   double skipped_fraction =
       0;  // of dense causal attention's (query, key, KV head) pairs, one layer
-  // CritiPrefill only: the block-sparse kernel alone on the layer's selection (no selection), its
-  // rate on the kept FLOPs (4 · head_dim per kept (query, key, query head)).
+  // CritiPrefill only, on the layer's selection (the selection not timed), each with its rate on
+  // the kept FLOPs (4 · head_dim per kept (query, key, query head)): CritiPrefillAttend alone (on
+  // CUDA, cuDNN where it takes the inputs) and, in CUDA builds, the block-sparse mma.sync kernel
+  // alone.
+  double sparse_ms = 0;
+  double sparse_tflops = 0;
   double kernel_ms = 0;
   double kernel_tflops = 0;
 };

@@ -13,6 +13,7 @@
 #include <vector>
 
 #ifdef KVSERVE_WITH_CUDA
+#include "model/criti_prefill_cudnn.h"
 #include "model/cuda_ops.h"
 #endif
 
@@ -379,9 +380,12 @@ at::Tensor CritiPrefillAttend(const at::Tensor& queries, const at::Tensor& keys,
                               const at::Tensor& values, const SegmentBlocks& blocks,
                               at::Tensor* key_mass) {
 #ifdef KVSERVE_WITH_CUDA
-  // The block-sparse tensor-core kernel (prefill_and_heads.md §4.3); it gives no key mass, so
-  // policies that want it keep the reference. Key j of m sits at position j + first_query - (m -
-  // n).
+  // cuDNN where it takes the inputs, else the block-sparse tensor-core kernel (prefill_and_heads.md
+  // §4.3); neither gives key mass, so policies that want it keep the reference. Key j of m sits at
+  // position j + first_query - (m - n).
+  if (key_mass == nullptr && cuda::CritiPrefillCudnnTakes(queries, keys, values, blocks)) {
+    return cuda::CritiPrefillAttendCudnn(queries, keys, values, blocks);
+  }
   if (key_mass == nullptr && cuda::PrefillKernelTakes(queries, keys, values, blocks.segment_size)) {
     const int64_t offset = blocks.first_query - (keys.size(1) - queries.size(0));
     return cuda::PrefillAttention(queries, keys, values, blocks.blocks, blocks.dense,

@@ -1,7 +1,7 @@
 // CritiPrefill (prefill_and_heads.md §1): segment-wise sparse prefill attention. A prompt chunk's
 // queries are cut into segments of S tokens and the keys before them into blocks of B; each sparse
 // segment reads only the k blocks its criticality scores rank highest, plus its own keys causally.
-// This file is the reference (torch ops, CPU and CUDA tensors) and the seam with the GPU kernel:
+// This file is the reference (torch ops, CPU and CUDA tensors) and the seam with the GPU paths:
 // SelectSegmentBlocks produces a SegmentBlocks, CritiPrefillAttend consumes it.
 //
 // Positions. Keys are numbered so that the chunk's own keys (the last n of `keys`) sit at the
@@ -131,7 +131,8 @@ at::Tensor CritiPrefillAttendReference(const at::Tensor& queries, const at::Tens
                                        const at::Tensor& values, const SegmentBlocks& blocks,
                                        at::Tensor* key_mass = nullptr);
 
-// The dispatch point, same contract: the GPU kernel where there is one, else the reference.
+// The dispatch point, same contract: on CUDA without key mass, cuDNN (model/criti_prefill_cudnn.h)
+// or else the block-sparse kernel where they take the inputs; otherwise the reference.
 at::Tensor CritiPrefillAttend(const at::Tensor& queries, const at::Tensor& keys,
                               const at::Tensor& values, const SegmentBlocks& blocks,
                               at::Tensor* key_mass = nullptr);

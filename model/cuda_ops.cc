@@ -3,6 +3,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/util/Exception.h>
 
+#include "kernels/attention_merge.h"
 #include "kernels/elementwise.h"
 #include "kernels/prefill_attention.h"
 
@@ -69,6 +70,48 @@ at::Tensor PrefillAttention(const at::Tensor& queries, const at::Tensor& keys,
   }
   Check(kernels::PrefillAttention(a, CurrentStream()), "PrefillAttention kernel");
   return out;
+}
+
+namespace {
+
+// Same sizes and, along every dimension longer than 1, the same stride.
+bool SameLayout(const at::Tensor& a, const at::Tensor& b) {
+  if (a.sizes() != b.sizes()) return false;
+  for (int64_t i = 0; i < a.dim(); ++i) {
+    if (a.size(i) > 1 && a.stride(i) != b.stride(i)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void MergeAttention(const at::Tensor& a, const at::Tensor& lse_a, const at::Tensor& b,
+                    const at::Tensor& lse_b, at::Tensor& out) {
+  const auto dtype = a.scalar_type();
+  TORCH_CHECK(
+      a.dim() == 4 && (dtype == at::kHalf || dtype == at::kBFloat16) && b.scalar_type() == dtype &&
+          out.scalar_type() == dtype && SameLayout(a, b) && SameLayout(a, out) && a.stride(3) == 1,
+      "MergeAttention: a, b and out must be 16-bit [batch, heads, rows, dim] of one layout");
+  const int64_t stats = a.size(0) * a.size(1) * a.size(2);
+  TORCH_CHECK(lse_a.scalar_type() == at::kFloat && lse_b.scalar_type() == at::kFloat &&
+                  lse_a.is_contiguous() && lse_b.is_contiguous() && lse_a.numel() == stats &&
+                  lse_b.numel() == stats,
+              "MergeAttention: log-sum-exps must be contiguous float32 [batch, heads, rows]");
+  kernels::AttentionMergeArgs m;
+  m.dtype = kvserve::KernelDType(dtype);
+  m.batch = static_cast<int32_t>(a.size(0));
+  m.heads = static_cast<int32_t>(a.size(1));
+  m.rows = static_cast<int32_t>(a.size(2));
+  m.head_dim = static_cast<int32_t>(a.size(3));
+  m.batch_stride = a.stride(0);
+  m.head_stride = a.stride(1);
+  m.row_stride = a.stride(2);
+  m.a = a.data_ptr();
+  m.b = b.data_ptr();
+  m.out = out.data_ptr();
+  m.lse_a = lse_a.data_ptr<float>();
+  m.lse_b = lse_b.data_ptr<float>();
+  Check(kernels::MergeAttention(m, CurrentStream()), "MergeAttention kernel");
 }
 
 at::Tensor AddRmsNorm(at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,

@@ -31,6 +31,13 @@ at::Tensor PrefillAttention(const at::Tensor& queries, const at::Tensor& keys,
                             const at::Tensor& dense = {}, int64_t segment_size = 0,
                             int64_t block_size = 0, int64_t key_offset = 0);
 
+// Two attention results of the same queries over disjoint key sets merged by the log-sum-exps of
+// their rows (kernels/attention_merge.h) into `out`: a, b and out [batch, heads, rows, dim],
+// 16-bit, with the same strides and dim contiguous; lse_a and lse_b float32 [batch, heads, rows] (a
+// trailing 1 allowed), contiguous.
+void MergeAttention(const at::Tensor& a, const at::Tensor& lse_a, const at::Tensor& b,
+                    const at::Tensor& lse_b, at::Tensor& out);
+
 // ops.h, on CUDA tensors.
 at::Tensor AddRmsNorm(at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
                       double eps);

@@ -47,7 +47,7 @@ for section in "$@"; do
       kill -TERM $server; wait $server ;;
     prefill)  # whole-prompt prefill, dense (SDPA) against CritiPrefill with the spec's defaults
       $bench --model dummy:llama-3-8b --modes prefill --prefill-lengths 8192,32768,131072 \
-        --prefill-repeats 2 --json-out "$out/prefill.json" 2>&1 | tee "$out/prefill.md" | grep '^|' ;;
+        --prefill-repeats 3 --json-out "$out/prefill.json" 2>&1 | tee "$out/prefill.md" | grep '^|' ;;
     profile)  # per-kernel device time of 2 eager decode steps at batch 64 (Nsight Compute)
       ncu --profile-from-start off --clock-control none --print-summary per-kernel \
         --metrics gpu__time_duration.sum $bench --model dummy:llama-3-8b --modes decode \

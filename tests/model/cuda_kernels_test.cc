@@ -16,6 +16,8 @@
 #include "cache/policy_factory.h"
 #include "kernels/decode_step.h"
 #include "model/attention_backend.h"
+#include "model/criti_prefill.h"
+#include "model/criti_prefill_cudnn.h"
 #include "model/cuda_ops.h"
 #include "model/llama_model.h"
 #include "model/ops.h"
@@ -347,6 +349,84 @@ TEST_F(CudaKernelsTest, PrefillAttentionMatchesTheReference) {
         Report("PrefillAttention sparse " + shape, sparse_error);
         EXPECT_LT(sparse_error, 1e-2) << shape;
       }
+    }
+  }
+}
+
+// Split-KV merging (kernels/attention_merge.h) against its formula in float32, in the (batch, row,
+// head, dim) layout cuDNN writes, into a third tensor and in place.
+TEST_F(CudaKernelsTest, MergeAttentionMatchesTheReference) {
+  at::manual_seed(8);
+  for (auto dtype : {at::kBFloat16, at::kHalf}) {
+    for (int64_t dim : {64, 128}) {
+      auto layout = [&] { return at::randn({3, 37, 4, dim}, Options(dtype)).transpose(1, 2); };
+      auto a = layout(), b = layout(), out = layout();
+      auto lse_a = at::randn({3, 4, 37, 1}, Options(at::kFloat)) * 3;
+      auto lse_b = at::randn({3, 4, 37, 1}, Options(at::kFloat)) * 3;
+      auto w = at::softmax(at::stack({lse_a, lse_b}), 0);
+      auto ref = w[0] * a.to(at::kFloat) + w[1] * b.to(at::kFloat);
+      cuda::MergeAttention(a, lse_a, b, lse_b, out);
+      const std::string shape = std::string(Name(dtype)) + " d" + std::to_string(dim);
+      const double error = RelativeError(out, ref);
+      Report("MergeAttention " + shape, error);
+      EXPECT_LT(error, Tolerance(dtype)) << shape;
+      cuda::MergeAttention(a, lse_a, b, lse_b, a);
+      EXPECT_TRUE(at::equal(a, out)) << shape;
+    }
+  }
+}
+
+// CritiPrefill through cuDNN (model/criti_prefill_cudnn.h) against the masked float32 reference,
+// on selections SelectSegmentBlocks makes from random inputs: a whole prompt (dense head, sparse
+// segments, a short final segment), τ < β (sparse segments listing different counts), a chunk
+// after a cached prefix that starts below τ, and a compressed cache (held keys numbered back from
+// the chunk; the first sparse segments list few or no blocks). Keys sit in a larger buffer, as in
+// a cache. A prefix that leaves the first block partly absent is the kernel's, not cuDNN's.
+TEST_F(CudaKernelsTest, CritiPrefillThroughCudnnMatchesTheReference) {
+  struct Case {
+    int64_t heads, kv_heads, first_query, held, n, prompt, dense_prefix, kept;
+  };
+  const std::vector<Case> cases = {
+      {32, 8, 0, 0, 1000, 1000, 128, 6},  {8, 8, 0, 0, 700, 700, 64, 8},
+      {32, 8, 64, 64, 448, 1024, 128, 6}, {16, 4, 256, 128, 384, 1000, 0, 5},
+      {32, 8, 256, 0, 192, 1024, 0, 4},
+  };
+  at::manual_seed(9);
+  for (auto dtype : {at::kBFloat16, at::kHalf}) {
+    for (int64_t dim : {64, 128}) {
+      for (const Case& c : cases) {
+        CritiPrefillParams p;
+        p.segment_size = 64;
+        p.block_size = 16;
+        p.kept_blocks = c.kept;
+        p.dense_prefix_tokens = c.dense_prefix;
+        const int64_t m = c.held + c.n;
+        const int64_t capacity = (m / 16 + 3) * 16;  // a head stride of whole blocks
+        auto q = at::randn({c.n, c.heads, dim}, Options(dtype));
+        auto k = at::randn({c.kv_heads, capacity, dim}, Options(dtype)).narrow(1, 0, m);
+        auto v = at::randn({c.kv_heads, capacity, dim}, Options(dtype)).narrow(1, 0, m);
+        const CritiPrefillChunk chunk{c.first_query, c.prompt};
+        CritiPrefillFusion fusion;
+        const SegmentBlocks blocks = SelectSegmentBlocks(q, k, chunk, 1, p, fusion);
+        const std::string shape = std::string(Name(dtype)) + " d" + std::to_string(dim) + " " +
+                                  std::to_string(c.heads) + "/" + std::to_string(c.kv_heads) +
+                                  " first" + std::to_string(c.first_query) + " held" +
+                                  std::to_string(c.held) + " n" + std::to_string(c.n);
+        ASSERT_TRUE(cuda::CritiPrefillCudnnTakes(q, k, v, blocks)) << shape;
+        const double error = RelativeError(cuda::CritiPrefillAttendCudnn(q, k, v, blocks),
+                                           CritiPrefillAttendReference(q, k, v, blocks));
+        Report("CritiPrefill cuDNN " + shape, error);
+        EXPECT_LT(error, 1e-2) << shape;
+      }
+      auto q = at::randn({128, 8, dim}, Options(dtype));
+      auto k = at::randn({2, 136, dim}, Options(dtype)).narrow(1, 0, 136);
+      CritiPrefillParams p;
+      p.segment_size = 64;
+      p.block_size = 16;
+      p.dense_prefix_tokens = 0;
+      CritiPrefillFusion fusion;
+      const SegmentBlocks partial = SelectSegmentBlocks(q, k, {192, 1000}, 1, p, fusion);
+      EXPECT_FALSE(cuda::CritiPrefillCudnnTakes(q, k, k, partial));  // 8 held: offset 184
     }
   }
 }
