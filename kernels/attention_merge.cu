@@ -1,3 +1,4 @@
+// MergeAttention (attention_merge.h): a memory-bound pass, one 16-byte word per thread.
 #include <algorithm>
 
 #include "kernels/attention_merge.h"

@@ -3,6 +3,8 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/util/Exception.h>
 
+#include <cstdint>
+
 #include "kernels/attention_merge.h"
 #include "kernels/elementwise.h"
 #include "kernels/prefill_attention.h"
@@ -83,6 +85,16 @@ bool SameLayout(const at::Tensor& a, const at::Tensor& b) {
   return true;
 }
 
+// A CUDA tensor whose rows of 16-bit elements start on 16-byte boundaries: its data 16-byte
+// aligned and every stride (of a dimension longer than 1) a multiple of 8 elements.
+bool RowsAligned16(const at::Tensor& t) {
+  if (!t.is_cuda() || reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 != 0) return false;
+  for (int64_t i = 0; i < t.dim(); ++i) {
+    if (t.size(i) > 1 && t.stride(i) != 1 && t.stride(i) % 8 != 0) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 void MergeAttention(const at::Tensor& a, const at::Tensor& lse_a, const at::Tensor& b,
@@ -90,8 +102,11 @@ void MergeAttention(const at::Tensor& a, const at::Tensor& lse_a, const at::Tens
   const auto dtype = a.scalar_type();
   TORCH_CHECK(
       a.dim() == 4 && (dtype == at::kHalf || dtype == at::kBFloat16) && b.scalar_type() == dtype &&
-          out.scalar_type() == dtype && SameLayout(a, b) && SameLayout(a, out) && a.stride(3) == 1,
-      "MergeAttention: a, b and out must be 16-bit [batch, heads, rows, dim] of one layout");
+          out.scalar_type() == dtype && SameLayout(a, b) && SameLayout(a, out) &&
+          a.stride(3) == 1 && a.size(3) % 8 == 0 && RowsAligned16(a) && RowsAligned16(b) &&
+          RowsAligned16(out),
+      "MergeAttention: a, b and out must be 16-bit [batch, heads, rows, dim] CUDA tensors of one "
+      "layout, dim a multiple of 8 and contiguous, rows 16-byte aligned");
   const int64_t stats = a.size(0) * a.size(1) * a.size(2);
   TORCH_CHECK(lse_a.scalar_type() == at::kFloat && lse_b.scalar_type() == at::kFloat &&
                   lse_a.is_contiguous() && lse_b.is_contiguous() && lse_a.numel() == stats &&
