@@ -302,7 +302,7 @@ SegmentBlocks SelectSegmentBlocks(const at::Tensor& queries, const at::Tensor& k
 at::Tensor SegmentBlocksMask(const SegmentBlocks& sb, int64_t n, int64_t m) {
   const auto long_options = sb.blocks.options().dtype(at::kLong);
   const int64_t kv_heads = sb.blocks.size(0), segments = sb.blocks.size(1);
-  const int64_t offset = sb.first_query - (m - n);
+  const int64_t offset = FirstKeyPosition(sb, n, m);
   auto query_pos = sb.first_query + at::arange(n, long_options);
   auto segment = at::arange(n, long_options).div(sb.segment_size, "floor");
   auto key_pos = offset + at::arange(m, long_options);
@@ -331,7 +331,7 @@ int64_t CausalPairs(int64_t kv_heads, int64_t n, int64_t m) {
 AttendedKeys CountAttendedKeys(const SegmentBlocks& sb, int64_t n, int64_t m) {
   const int64_t kv_heads = sb.blocks.size(0), segments = sb.blocks.size(1);
   const int64_t s = sb.segment_size, b = sb.block_size;
-  const int64_t held = m - n, offset = sb.first_query - held;
+  const int64_t held = m - n, offset = FirstKeyPosition(sb, n, m);
   // Keys the lists of each segment hold, summed over the KV heads. When the first held block is
   // whole every listed block holds B keys, and the host copies say it all without a device read.
   std::vector<int64_t> listed_keys(segments);
@@ -387,7 +387,7 @@ at::Tensor CritiPrefillAttend(const at::Tensor& queries, const at::Tensor& keys,
     return cuda::CritiPrefillAttendCudnn(queries, keys, values, blocks);
   }
   if (key_mass == nullptr && cuda::PrefillKernelTakes(queries, keys, values, blocks.segment_size)) {
-    const int64_t offset = blocks.first_query - (keys.size(1) - queries.size(0));
+    const int64_t offset = FirstKeyPosition(blocks, queries.size(0), keys.size(1));
     return cuda::PrefillAttention(queries, keys, values, blocks.blocks, blocks.dense,
                                   blocks.segment_size, blocks.block_size, offset);
   }

@@ -58,6 +58,12 @@ struct SegmentBlocks {
   std::vector<uint8_t> host_dense;
   std::vector<int64_t> host_listed;
 };
+// The stream position of key 0 of the m keys a chunk of n queries attends to (the numbering at the
+// top of this file): first_query - (m - n).
+inline int64_t FirstKeyPosition(const SegmentBlocks& blocks, int64_t n, int64_t m) {
+  return blocks.first_query - (m - n);
+}
+
 // Semantics: the chunk's n queries are cut every S from first_query into ceil(n / S) segments (only
 // the prompt's final one may be shorter). The query at stream position p in segment s reads, if
 // dense[s], every key at position <= p; else the keys of its listed blocks plus the keys of its own

@@ -69,7 +69,7 @@ bool CritiPrefillCudnnTakes(const at::Tensor& queries, const at::Tensor& keys,
   }
   const int64_t dim = queries.size(2), row = blocks.block_size * dim;
   const auto segments = static_cast<size_t>(blocks.blocks.size(1));
-  const int64_t offset = blocks.first_query - (keys.size(1) - queries.size(0));
+  const int64_t offset = FirstKeyPosition(blocks, queries.size(0), keys.size(1));
   return (dim == 64 || dim == 128) && RowsContiguous(keys) && RowsContiguous(values) &&
          keys.stride(0) % row == 0 && values.stride(0) % row == 0 &&
          offset % blocks.block_size == 0 && blocks.host_dense.size() == segments &&
@@ -89,10 +89,10 @@ at::Tensor CritiPrefillAttendCudnn(const at::Tensor& queries, const at::Tensor& 
   const int64_t n = q.size(0), heads = q.size(1), dim = q.size(2);
   const int64_t kv_heads = keys.size(0), held = keys.size(1) - n;
   const int64_t s = blocks.segment_size, b = blocks.block_size;
-  const int64_t first_held = (blocks.first_query - held) / b;
+  const int64_t first_held = FirstKeyPosition(blocks, n, keys.size(1)) / b;
   const int64_t segments = blocks.blocks.size(1);
   auto out = at::empty_like(q);
-  // [b, L, ...] rows starting at `first` as [b, heads, L, dim].
+  // Rows [first, first + batch·len) of a [n, heads, dim] tensor as [batch, heads, len, dim].
   auto rows = [&](const at::Tensor& t, int64_t first, int64_t batch, int64_t len) {
     return t.narrow(0, first, batch * len).view({batch, len, heads, dim}).transpose(1, 2);
   };
