@@ -12,6 +12,7 @@
 #include <absl/flags/usage.h>
 #include <absl/flags/usage_config.h>
 #include <absl/strings/numbers.h>
+#include <absl/strings/str_cat.h>
 #include <absl/strings/str_split.h>
 #include <spdlog/spdlog.h>
 
@@ -55,6 +56,9 @@ ABSL_FLAG(int32_t, max_batch_tokens, 4096,
           "ttft/workload: engine --max-batch-tokens (the server's default)");
 ABSL_FLAG(std::string, prefill_lengths, "8192,32768,131072", "prefill: prompt lengths");
 ABSL_FLAG(int64_t, prefill_repeats, 3, "prefill: timed runs per case");
+ABSL_FLAG(std::string, trace_dir, "",
+          "prefill: write a Kineto trace of one end-to-end run per case into this folder (CUDA "
+          "builds)");
 ABSL_FLAG(std::string, json_out, "", "write every figure to this file");
 
 namespace kvserve::bench {
@@ -119,9 +123,14 @@ void RunPrefill(nlohmann::json& out) {
   for (int64_t tokens : ParseInts(absl::GetFlag(FLAGS_prefill_lengths))) {
     for (const CritiPrefillParams* params :
          {static_cast<const CritiPrefillParams*>(nullptr), &defaults}) {
-      const PrefillTimes t =
-          TimePrefill(*model, tokens, params, absl::GetFlag(FLAGS_prefill_repeats));
       const char* name = params == nullptr ? "dense (SDPA)" : "CritiPrefill";
+      const std::string dir = absl::GetFlag(FLAGS_trace_dir);
+      const std::string trace = dir.empty()
+                                    ? ""
+                                    : absl::StrCat(dir, "/prefill-", tokens, "-",
+                                                   params ? "critiprefill" : "dense", ".json");
+      const PrefillTimes t =
+          TimePrefill(*model, tokens, params, absl::GetFlag(FLAGS_prefill_repeats), trace);
       std::printf("| %s | %lld | %s | %.1f | %.2f | %.3f | %.2f | %.0f | %.2f | %.0f |\n",
                   absl::GetFlag(FLAGS_model).c_str(), static_cast<long long>(tokens), name,
                   t.end_to_end_ms, t.attention_ms, t.skipped_fraction, t.sparse_ms, t.sparse_tflops,

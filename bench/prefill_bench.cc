@@ -5,8 +5,10 @@
 #include <functional>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "bench/kineto_trace.h"
 #include "bench/random_tokens.h"
 #include "cache/full_policy.h"
 #include "model/criti_prefill.h"
@@ -34,27 +36,37 @@ double MedianMs(int64_t repeats, const std::function<void()>& f) {
   return times[times.size() / 2];
 }
 
+// The prompt through LlamaModel::Forward in one chunk, into a FULL cache; returns with the device
+// idle.
+void PrefillOnce(LlamaModel& model, const std::vector<int32_t>& prompt,
+                 const CritiPrefillParams* critiprefill) {
+  const auto tokens = static_cast<int64_t>(prompt.size());
+  FullPolicy policy(tokens);
+  KvCache cache(model.cache_shape(), tokens);
+  std::unique_ptr<CritiPrefillSequence> sequence;
+  if (critiprefill != nullptr) {
+    sequence = std::make_unique<CritiPrefillSequence>();
+    sequence->params = *critiprefill;
+    sequence->prompt_tokens = tokens;
+  }
+  SequenceInput input{&cache, &policy, prompt, false, sequence.get()};
+  model.Forward({&input, 1}).cpu();  // the copy waits for the device
+}
+
 }  // namespace
 
 PrefillTimes TimePrefill(LlamaModel& model, int64_t tokens, const CritiPrefillParams* critiprefill,
-                         int64_t repeats) {
+                         int64_t repeats, const std::string& trace_path) {
   const ModelConfig& config = model.config();
   PrefillTimes times;
   std::mt19937 rng(3);
   const std::vector<int32_t> prompt = RandomTokens(rng, tokens, config.vocab_size);
+  if (!trace_path.empty()) {  // after a warm-up run, so the trace holds no one-off set-up
+    PrefillOnce(model, prompt, critiprefill);
+    TraceToFile(trace_path, [&] { PrefillOnce(model, prompt, critiprefill); });
+  }
 
-  times.end_to_end_ms = MedianMs(repeats, [&] {
-    FullPolicy policy(tokens);
-    KvCache cache(model.cache_shape(), tokens);
-    std::unique_ptr<CritiPrefillSequence> sequence;
-    if (critiprefill != nullptr) {
-      sequence = std::make_unique<CritiPrefillSequence>();
-      sequence->params = *critiprefill;
-      sequence->prompt_tokens = tokens;
-    }
-    SequenceInput input{&cache, &policy, prompt, false, sequence.get()};
-    model.Forward({&input, 1}).cpu();  // the copy waits for the device
-  });
+  times.end_to_end_ms = MedianMs(repeats, [&] { PrefillOnce(model, prompt, critiprefill); });
 
   // One layer on random data: the attention alone, the same shapes as in the model.
   const auto options =

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "model/criti_prefill_params.h"
 #include "model/llama_model.h"
@@ -28,7 +29,8 @@ struct PrefillTimes {
 };
 
 // `critiprefill` null: dense. The model's KV cache for the run is FULL with room for T tokens.
+// With a `trace_path` (CUDA builds), one more end-to-end run first goes to a Kineto trace there.
 PrefillTimes TimePrefill(LlamaModel& model, int64_t tokens, const CritiPrefillParams* critiprefill,
-                         int64_t repeats);
+                         int64_t repeats, const std::string& trace_path = "");
 
 }  // namespace kvserve::bench
