@@ -157,4 +157,54 @@ at::Tensor SwiGlu(const at::Tensor& gate_up) {
   return out;
 }
 
+namespace {
+
+// x [a, b, dim] as the kernel's [positions, heads, dim] view, positions along `seq_dim`.
+kernels::RopeArgs RopeView(const at::Tensor& x, const at::Tensor& out, int64_t seq_dim) {
+  const int64_t other = 1 - seq_dim;
+  kernels::RopeArgs a;
+  a.dtype = kvserve::KernelDType(x.scalar_type());
+  a.x = x.data_ptr();
+  a.out = out.data_ptr();
+  a.positions = x.size(seq_dim);
+  a.heads = x.size(other);
+  a.head_dim = x.size(2);
+  a.x_position_stride = x.stride(seq_dim);
+  a.x_head_stride = x.stride(other);
+  a.out_position_stride = out.stride(seq_dim);
+  a.out_head_stride = out.stride(other);
+  return a;
+}
+
+}  // namespace
+
+bool RopeKernelTakes(const at::Tensor& x, int64_t seq_dim) {
+  if (!x.is_cuda() || x.dim() != 3 || (seq_dim != 0 && seq_dim != 1) || x.stride(2) != 1 ||
+      (x.scalar_type() != at::kHalf && x.scalar_type() != at::kBFloat16)) {
+    return false;
+  }
+  // The output's strides are those of a contiguous tensor of x's sizes.
+  auto a = RopeView(x, x, seq_dim);
+  a.out_position_stride = seq_dim == 0 ? x.size(1) * x.size(2) : x.size(2);
+  a.out_head_stride = seq_dim == 0 ? x.size(2) : x.size(1) * x.size(2);
+  return kernels::RopeSupports(a);
+}
+
+at::Tensor Rope(const at::Tensor& x, const at::Tensor& positions, int64_t seq_dim,
+                const at::Tensor& inv_freq) {
+  TORCH_CHECK(RopeKernelTakes(x, seq_dim), "Rope: the kernel does not take x ", x.sizes());
+  TORCH_CHECK(positions.numel() == x.size(seq_dim) && inv_freq.numel() * 2 == x.size(2) &&
+                  inv_freq.scalar_type() == at::kFloat,
+              "Rope: ", positions.numel(), " positions and ", inv_freq.numel(),
+              " frequencies for x ", x.sizes());
+  auto ids = positions.to(x.device(), at::kLong).contiguous();
+  auto freq = inv_freq.to(x.device()).contiguous();
+  auto out = at::empty(x.sizes(), x.options());
+  auto a = RopeView(x, out, seq_dim);
+  a.position_ids = ids.data_ptr<int64_t>();
+  a.inv_freq = freq.data_ptr<float>();
+  Check(kernels::Rope(a, CurrentStream()), "Rope kernel");
+  return out;
+}
+
 }  // namespace kvserve::cuda

@@ -43,4 +43,11 @@ at::Tensor AddRmsNorm(at::Tensor& x, const at::Tensor& residual, const at::Tenso
                       double eps);
 at::Tensor SwiGlu(const at::Tensor& gate_up);
 
+// RotaryEmbedding::Apply (rope.h) for 16-bit x [a, b, head_dim] with positions along dim `seq_dim`
+// (0 or 1) and the last dim contiguous, through kernels::Rope: the same roundings, so the same
+// values. Returns a contiguous tensor of x's sizes.
+bool RopeKernelTakes(const at::Tensor& x, int64_t seq_dim);
+at::Tensor Rope(const at::Tensor& x, const at::Tensor& positions, int64_t seq_dim,
+                const at::Tensor& inv_freq);
+
 }  // namespace kvserve::cuda

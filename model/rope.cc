@@ -2,6 +2,10 @@
 
 #include <cmath>
 
+#ifdef KVSERVE_WITH_CUDA
+#include "model/cuda_ops.h"
+#endif
+
 namespace kvserve {
 namespace {
 
@@ -45,6 +49,15 @@ RotaryEmbedding::RotaryEmbedding(const ModelConfig& config, at::Device device) {
 
 at::Tensor RotaryEmbedding::Apply(const at::Tensor& x, const at::Tensor& positions,
                                   int64_t seq_dim) const {
+#ifdef KVSERVE_WITH_CUDA
+  // One pass instead of about ten torch ops, each a full read and write of x.
+  if (cuda::RopeKernelTakes(x, seq_dim)) return cuda::Rope(x, positions, seq_dim, inv_freq_);
+#endif
+  return ApplyReference(x, positions, seq_dim);
+}
+
+at::Tensor RotaryEmbedding::ApplyReference(const at::Tensor& x, const at::Tensor& positions,
+                                           int64_t seq_dim) const {
   auto freqs = at::outer(positions.to(at::kFloat), inv_freq_);  // [n, d/2]
   auto angles = at::cat({freqs, freqs}, -1);                    // [n, d]
   // Put the position axis where x has it; the dims after it (heads) broadcast.

@@ -13,8 +13,12 @@ class RotaryEmbedding {
   RotaryEmbedding(const ModelConfig& config, at::Device device);
 
   // Rotates x, whose dimension `seq_dim` runs over `positions` ([n] int64) and whose last dimension
-  // is head_dim. Computes in float32 angles, applies in x's dtype (as HF does).
+  // is head_dim. Computes in float32 angles, applies in x's dtype (as HF does). On CUDA, for 16-bit
+  // 3-D x, through one kernel with the same roundings; else ApplyReference.
   at::Tensor Apply(const at::Tensor& x, const at::Tensor& positions, int64_t seq_dim) const;
+  // The same from torch ops.
+  at::Tensor ApplyReference(const at::Tensor& x, const at::Tensor& positions,
+                            int64_t seq_dim) const;
 
   const at::Tensor& inverse_frequencies() const { return inv_freq_; }
 

@@ -11,6 +11,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cache/policy_factory.h"
@@ -21,6 +22,7 @@
 #include "model/cuda_ops.h"
 #include "model/llama_model.h"
 #include "model/ops.h"
+#include "model/rope.h"
 #include "tests/test_support.h"
 
 namespace kvserve {
@@ -80,11 +82,51 @@ TEST_F(CudaKernelsTest, AddRmsNormMatchesTheReference) {
 TEST_F(CudaKernelsTest, SwiGluMatchesTheReference) {
   at::manual_seed(2);
   for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
-    auto gate_up = at::randn({29, 2 * 1432}, Options(dtype)) * 3;
-    const double error = RelativeError(SwiGlu(gate_up), SwiGluReference(gate_up));
-    Report(std::string("SwiGlu ") + Name(dtype), error);
-    EXPECT_LT(error, dtype == at::kFloat ? 1e-6 : 1e-3);
+    for (int64_t width : {1432, 1433}) {  // whole 16-byte vectors a row, and not
+      auto gate_up = at::randn({29, 2 * width}, Options(dtype)) * 3;
+      const double error = RelativeError(SwiGlu(gate_up), SwiGluReference(gate_up));
+      Report(std::string("SwiGlu ") + Name(dtype) + " width " + std::to_string(width), error);
+      EXPECT_LT(error, dtype == at::kFloat ? 1e-6 : 1e-3);
+    }
   }
+}
+
+// The RoPE kernel against RotaryEmbedding's torch ops on the layouts the model passes: queries and
+// keys as views into one projection's rows, keys as [kv_heads, n, dim], positions up to 128K, with
+// Llama 3's frequency scaling.
+TEST_F(CudaKernelsTest, RopeMatchesTheReference) {
+  at::manual_seed(12);
+  auto config = DummyModelConfig("llama-3.1-8b");
+  ASSERT_TRUE(config.ok()) << config.status();
+  for (auto dtype : {at::kBFloat16, at::kHalf}) {
+    for (int64_t dim : {64, 128}) {
+      config->head_dim = dim;
+      const RotaryEmbedding rope(*config, at::kCUDA);
+      const int64_t n = 300, heads = 8, kv_heads = 2;
+      auto qkv = at::randn({n, (heads + 2 * kv_heads) * dim}, Options(dtype));
+      auto q = qkv.narrow(1, 0, heads * dim).view({n, heads, dim});
+      auto k = qkv.narrow(1, heads * dim, kv_heads * dim).view({n, kv_heads, dim}).transpose(0, 1);
+      auto positions = at::randint(0, 131072, {n}, Options(at::kLong));
+      for (const auto& [x, seq_dim] : {std::pair{q, int64_t{0}}, std::pair{k, int64_t{1}}}) {
+        ASSERT_TRUE(cuda::RopeKernelTakes(x, seq_dim));
+        auto out = rope.Apply(x, positions, seq_dim);
+        auto ref = rope.ApplyReference(x, positions, seq_dim);
+        ASSERT_EQ(out.sizes(), ref.sizes());
+        EXPECT_TRUE(out.is_contiguous());
+        const double error = RelativeError(out, ref);
+        const int64_t differ = out.ne(ref).sum().item<int64_t>();
+        const std::string what = std::string("Rope ") + Name(dtype) + " d" + std::to_string(dim) +
+                                 (seq_dim == 0 ? " queries" : " keys");
+        Report(what, error);
+        std::cout << what << ": " << differ << " of " << out.numel() << " elements differ\n";
+        EXPECT_LT(error, 1e-3);
+        EXPECT_LE(differ, out.numel() / 10000) << "the same roundings give the same values";
+      }
+    }
+  }
+  // Float32 and 2-D inputs keep the torch ops.
+  EXPECT_FALSE(cuda::RopeKernelTakes(at::randn({4, 2, 64}, Options(at::kFloat)), 0));
+  EXPECT_FALSE(cuda::RopeKernelTakes(at::randn({4, 64}, Options(at::kBFloat16)), 0));
 }
 
 // Decode queries of mixed cache lengths through the CUDA backend's decode kernel against the
