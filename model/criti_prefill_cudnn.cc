@@ -1,43 +1,29 @@
 #include "model/criti_prefill_cudnn.h"
 
-#include <ATen/Context.h>
-#include <ATen/cuda/CUDAContext.h>
 #include <c10/util/Exception.h>
 #include <torch/version.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <optional>
-#include <tuple>
 
 #include "model/cuda_ops.h"
+#include "model/cudnn_attention.h"
 
 namespace kvserve::cuda {
 namespace {
 
 #if TORCH_VERSION_MAJOR >= 2
 
-// Queries [b, heads, L, dim] against keys and values [b, kv_heads, P, dim] (grouped-query as they
-// are): the output [b, heads, L, dim] and the natural log-sum-exp of each row's scaled scores.
-struct Attended {
-  at::Tensor out, lse;
-};
-Attended Flash(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool causal) {
-  auto r = at::_scaled_dot_product_cudnn_attention(q, k, v, std::nullopt,
-                                                   /*compute_log_sumexp=*/true, 0.0, causal);
-  return {std::get<0>(r), std::get<1>(r)};
-}
-
 // One run: queries q [b, heads, L, dim] read `past` keys [b, kv_heads, P, dim] (P may be 0) and,
 // causally, their own [b, kv_heads, L, dim]; the result goes to `out` (a view, like q).
 void AttendRun(const at::Tensor& q, const at::Tensor& past_k, const at::Tensor& past_v,
                const at::Tensor& own_k, const at::Tensor& own_v, at::Tensor out) {
-  const Attended own = Flash(q, own_k, own_v, /*causal=*/true);
+  const Attended own = CudnnAttention(q, own_k, own_v, /*causal=*/true, /*want_lse=*/true);
   if (past_k.size(2) == 0) {
     out.copy_(own.out);
     return;
   }
-  const Attended past = Flash(q, past_k, past_v, /*causal=*/false);
+  const Attended past = CudnnAttention(q, past_k, past_v, /*causal=*/false, /*want_lse=*/true);
   MergeAttention(past.out, past.lse, own.out, own.lse, out);
 }
 
@@ -61,19 +47,16 @@ bool CritiPrefillCudnnTakes(const at::Tensor& queries, const at::Tensor& keys,
                             const at::Tensor& values, const SegmentBlocks& blocks) {
 #if TORCH_VERSION_MAJOR >= 2
   const auto dtype = queries.scalar_type();
-  if (!queries.is_cuda() || (dtype != at::kHalf && dtype != at::kBFloat16) ||
-      keys.scalar_type() != dtype || values.scalar_type() != dtype ||
-      !at::globalContext().userEnabledCuDNN() ||
-      at::cuda::getCurrentDeviceProperties()->major < 8) {
+  if (!CudnnAttentionTakes(queries) || keys.scalar_type() != dtype ||
+      values.scalar_type() != dtype) {
     return false;
   }
-  const int64_t dim = queries.size(2), row = blocks.block_size * dim;
+  const int64_t row = blocks.block_size * queries.size(2);
   const auto segments = static_cast<size_t>(blocks.blocks.size(1));
   const int64_t offset = FirstKeyPosition(blocks, queries.size(0), keys.size(1));
-  return (dim == 64 || dim == 128) && RowsContiguous(keys) && RowsContiguous(values) &&
-         keys.stride(0) % row == 0 && values.stride(0) % row == 0 &&
-         offset % blocks.block_size == 0 && blocks.host_dense.size() == segments &&
-         blocks.host_listed.size() == segments;
+  return RowsContiguous(keys) && RowsContiguous(values) && keys.stride(0) % row == 0 &&
+         values.stride(0) % row == 0 && offset % blocks.block_size == 0 &&
+         blocks.host_dense.size() == segments && blocks.host_listed.size() == segments;
 #else
   (void)queries, (void)keys, (void)values, (void)blocks;
   return false;

@@ -11,6 +11,7 @@
 #include "kernels/decode_step.h"
 #include "model/attention_backend.h"
 #include "model/cuda_ops.h"
+#include "model/cudnn_attention.h"
 
 namespace kvserve {
 namespace {
@@ -50,12 +51,21 @@ class CudaAttention : public AttentionBackend {
     return TORCH_VERSION_MAJOR >= 2 && !in.want_key_mass && in.keys.size(1) == in.queries.size(0);
   }
 
-  // Causal attention of a chunk that starts the sequence, through torch's fused kernels (cuDNN or
-  // FlashAttention). KV heads are repeated to the query heads so every backend accepts them.
+  // Causal attention of a chunk that starts the sequence: through cuDNN with the KV heads as they
+  // are where it runs, else through torch's SDPA with the KV heads repeated to the query heads so
+  // that every backend accepts them (which writes a copy of the keys and values per query head).
   static at::Tensor Sdpa(const AttentionInput& in) {
 #if TORCH_VERSION_MAJOR >= 2
-    const int64_t group = in.queries.size(1) / in.keys.size(0);
     auto q = in.queries.permute({1, 0, 2}).unsqueeze(0);
+    if (cuda::CudnnAttentionTakes(in.queries) &&
+        in.keys.scalar_type() == in.queries.scalar_type() &&
+        in.values.scalar_type() == in.queries.scalar_type()) {
+      auto out = cuda::CudnnAttention(q, in.keys.unsqueeze(0), in.values.unsqueeze(0),
+                                      /*causal=*/true, /*want_lse=*/false)
+                     .out;
+      return out.squeeze(0).permute({1, 0, 2}).contiguous();  // laid out as q: no copy
+    }
+    const int64_t group = in.queries.size(1) / in.keys.size(0);
     auto k = in.keys.repeat_interleave(group, 0).unsqueeze(0);
     auto v = in.values.repeat_interleave(group, 0).unsqueeze(0);
     auto out = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
