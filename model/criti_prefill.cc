@@ -112,14 +112,18 @@ at::Tensor Probabilities(const at::Tensor& queries, const at::Tensor& keys, cons
       at::aminmax(SummaryInput(queries.narrow(0, 0, l.profiled * params.segment_size))
                       .reshape({l.profiled, params.segment_size, heads, dim}),
                   1);
+  // [kv_heads, G·profiled, dim]: the group's heads stacked, so each score is one batched GEMM
+  // against the block summaries as they lie (a broadcast matmul would copy them first).
+  const int64_t group = heads / kv_heads;
   auto q_mid = ((q_max.to(at::kFloat) + q_min.to(at::kFloat)) * 0.5)
                    .permute({1, 0, 2})
-                   .reshape({kv_heads, heads / kv_heads, l.profiled, dim});
+                   .reshape({kv_heads, group * l.profiled, dim});
   const auto [k_min, k_max] = BlockSummaries(keys, l, params.block_size);
   // Step 6: averaged over the query heads of a KV head, before the softmax.
-  auto held = at::maximum(at::matmul(q_mid, k_max.unsqueeze(1).transpose(-1, -2)),
-                          at::matmul(q_mid, k_min.unsqueeze(1).transpose(-1, -2)))
-                  .mean(1);
+  auto held =
+      at::maximum(at::bmm(q_mid, k_max.transpose(1, 2)), at::bmm(q_mid, k_min.transpose(1, 2)))
+          .view({kv_heads, group, l.profiled, -1})
+          .mean(1);
   // Step 7-8: blocks a segment may not read get the lowest finite value; softmax in float32.
   auto scores = l.first_held == 0 ? held : at::constant_pad_nd(held, {l.first_held, 0}, kLowest);
   scores.masked_fill_(unreadable, kLowest);
