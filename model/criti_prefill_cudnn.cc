@@ -18,8 +18,9 @@ namespace {
 // causally, their own [b, kv_heads, L, dim]; the result goes to `out` (a view, like q).
 void AttendRun(const at::Tensor& q, const at::Tensor& past_k, const at::Tensor& past_v,
                const at::Tensor& own_k, const at::Tensor& own_v, at::Tensor out) {
-  const Attended own = CudnnAttention(q, own_k, own_v, /*causal=*/true, /*want_lse=*/true);
-  if (past_k.size(2) == 0) {
+  const bool merge = past_k.size(2) > 0;
+  const Attended own = CudnnAttention(q, own_k, own_v, /*causal=*/true, /*want_lse=*/merge);
+  if (!merge) {
     out.copy_(own.out);
     return;
   }
