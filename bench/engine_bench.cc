@@ -4,7 +4,7 @@
 //   --modes ttft     time to first token of single prompts on an idle engine
 //   --modes workload a closed-loop workload through Engine::Submit, to compare with
 //                    kvserve-bench-serving's output tokens/s through the gRPC server
-//   --modes prefill  whole-prompt prefill, dense (SDPA) against CritiPrefill, end to end and one
+//   --modes prefill  whole-prompt prefill, dense against CritiPrefill, end to end and one
 //                    layer's attention alone
 // Prints a markdown table per mode and, with --json-out, every figure as JSON.
 #include <absl/flags/flag.h>
@@ -123,7 +123,7 @@ void RunPrefill(nlohmann::json& out) {
   for (int64_t tokens : ParseInts(absl::GetFlag(FLAGS_prefill_lengths))) {
     for (const CritiPrefillParams* params :
          {static_cast<const CritiPrefillParams*>(nullptr), &defaults}) {
-      const char* name = params == nullptr ? "dense (SDPA)" : "CritiPrefill";
+      const char* name = params == nullptr ? "dense" : "CritiPrefill";
       const std::string dir = absl::GetFlag(FLAGS_trace_dir);
       const std::string trace = dir.empty()
                                     ? ""

@@ -1,7 +1,8 @@
 // Prefill timing, dense against CritiPrefill (issue 8): a whole prompt of T random tokens in one
 // chunk through LlamaModel::Forward (end to end), and one layer's attention alone on random
-// queries, keys and values (SDPA, against CritiPrefill's selection plus its sparse attention, that
-// attention alone and the block-sparse kernel alone).
+// queries, keys and values (the attention backend's dense attention, cuDNN on CUDA, against
+// CritiPrefill's selection plus its sparse attention, that attention alone and the block-sparse
+// kernel alone).
 // Medians of `repeats` runs after a warm-up; on CUDA the device is synchronised around each run.
 #pragma once
 

@@ -45,7 +45,7 @@ for section in "$@"; do
         --prompt-len 128 --output-len 256 --policies STREAMING_LLM:512 \
         --json-out "$out/grpc-workload.json" 2>&1 | tee -a "$out/serving.md"
       kill -TERM $server; wait $server ;;
-    prefill)  # whole-prompt prefill, dense (SDPA) against CritiPrefill with the spec's defaults
+    prefill)  # whole-prompt prefill, dense against CritiPrefill with the spec's defaults
       $bench --model dummy:llama-3-8b --modes prefill --prefill-lengths 8192,32768,131072 \
         --prefill-repeats 3 --json-out "$out/prefill.json" 2>&1 | tee "$out/prefill.md" | grep '^|' ;;
     profile)  # per-kernel device time of 2 eager decode steps at batch 64 (Nsight Compute)
