@@ -13,6 +13,9 @@ inline bool KernelsTakeDType(at::ScalarType dtype) {
   return dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16;
 }
 
+// float16 or bfloat16: what the tensor-core and vectorized 16-bit paths take.
+inline bool Is16Bit(at::ScalarType dtype) { return dtype == at::kHalf || dtype == at::kBFloat16; }
+
 // Throws for a dtype the kernels do not take.
 inline kernels::DType KernelDType(at::ScalarType dtype) {
   switch (dtype) {

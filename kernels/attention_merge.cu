@@ -1,5 +1,4 @@
 // MergeAttention (attention_merge.h): a memory-bound pass, one 16-byte word per thread.
-#include <algorithm>
 
 #include "kernels/attention_merge.h"
 #include "kernels/device_math.cuh"
@@ -46,8 +45,7 @@ cudaError_t MergeAttention(const AttentionMergeArgs& a, cudaStream_t stream) {
           static_cast<int64_t>(a.batch) * a.heads * a.rows * (a.head_dim / kVecElems<T>);
       if (words == 0) return cudaSuccess;
       constexpr int kThreads = 256;
-      const int64_t blocks = std::min<int64_t>((words + kThreads - 1) / kThreads, 1 << 20);
-      MergeAttentionKernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(a);
+      MergeAttentionKernel<T><<<GridStrideBlocks(words, kThreads), kThreads, 0, stream>>>(a);
       return cudaGetLastError();
     }
   });

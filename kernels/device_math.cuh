@@ -15,6 +15,13 @@ namespace kvserve::kernels {
 
 constexpr float kLog2e = 1.4426950408889634f;
 
+// Blocks of `threads` for a grid-stride loop over `work` items: one item a thread, at most 2^20
+// blocks.
+inline unsigned GridStrideBlocks(int64_t work, int threads) {
+  const int64_t blocks = (work + threads - 1) / threads;
+  return static_cast<unsigned>(blocks < (int64_t{1} << 20) ? blocks : (int64_t{1} << 20));
+}
+
 __device__ __forceinline__ float ToFloat(float x) { return x; }
 __device__ __forceinline__ float ToFloat(__half x) { return __half2float(x); }
 __device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162float(x); }

@@ -1,4 +1,3 @@
-#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -144,10 +143,6 @@ __global__ void RopeKernel(RopeArgs a) {
   }
 }
 
-unsigned GridFor(int64_t work, int threads) {
-  return static_cast<unsigned>(std::min<int64_t>((work + threads - 1) / threads, 1 << 20));
-}
-
 }  // namespace
 
 cudaError_t AddRmsNorm(DType dtype, void* x, const void* residual, const void* weight, void* out,
@@ -188,10 +183,10 @@ cudaError_t SwiGlu(DType dtype, const void* gate_up, void* out, int64_t rows, in
     auto* o = static_cast<T*>(out);
     if (width % E == 0 && Aligned16(gate_up) && Aligned16(out)) {
       SwiGluKernel<T, E>
-          <<<GridFor(rows * width / E, kThreads), kThreads, 0, stream>>>(in, o, rows, width);
+          <<<GridStrideBlocks(rows * width / E, kThreads), kThreads, 0, stream>>>(in, o, rows, width);
     } else {
       SwiGluKernel<T, 1>
-          <<<GridFor(rows * width, kThreads), kThreads, 0, stream>>>(in, o, rows, width);
+          <<<GridStrideBlocks(rows * width, kThreads), kThreads, 0, stream>>>(in, o, rows, width);
     }
     return cudaGetLastError();
   });
@@ -214,7 +209,7 @@ cudaError_t Rope(const RopeArgs& a, cudaStream_t stream) {
       return cudaErrorInvalidValue;
     } else {
       const int64_t work = a.positions * (a.head_dim / 2 / kVecElems<T>);
-      RopeKernel<T><<<GridFor(work, kThreads), kThreads, 0, stream>>>(a);
+      RopeKernel<T><<<GridStrideBlocks(work, kThreads), kThreads, 0, stream>>>(a);
       return cudaGetLastError();
     }
   });

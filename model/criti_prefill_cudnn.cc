@@ -47,11 +47,7 @@ at::Tensor GatherBlocks(const at::Tensor& kv, const at::Tensor& ids, int64_t fir
 bool CritiPrefillCudnnTakes(const at::Tensor& queries, const at::Tensor& keys,
                             const at::Tensor& values, const SegmentBlocks& blocks) {
 #if TORCH_VERSION_MAJOR >= 2
-  const auto dtype = queries.scalar_type();
-  if (!CudnnAttentionTakes(queries) || keys.scalar_type() != dtype ||
-      values.scalar_type() != dtype) {
-    return false;
-  }
+  if (!CudnnAttentionTakes(queries, keys, values)) return false;
   const int64_t row = blocks.block_size * queries.size(2);
   const auto segments = static_cast<size_t>(blocks.blocks.size(1));
   const int64_t offset = FirstKeyPosition(blocks, queries.size(0), keys.size(1));

@@ -35,7 +35,7 @@ class CudaAttention : public AttentionBackend {
       if (DecodeKernelTakes(in)) {
         decode.push_back(i);
       } else if (PrefillWithoutPrefix(in)) {
-        outputs[i] = {Sdpa(in), at::Tensor()};
+        outputs[i] = {CausalFromStart(in), at::Tensor()};
       } else if (!in.want_key_mass && cuda::PrefillKernelTakes(in.queries, in.keys, in.values, 0)) {
         outputs[i] = {cuda::PrefillAttention(in.queries, in.keys, in.values), at::Tensor()};
       } else {
@@ -54,12 +54,10 @@ class CudaAttention : public AttentionBackend {
   // Causal attention of a chunk that starts the sequence: through cuDNN with the KV heads as they
   // are where it runs, else through torch's SDPA with the KV heads repeated to the query heads so
   // that every backend accepts them (which writes a copy of the keys and values per query head).
-  static at::Tensor Sdpa(const AttentionInput& in) {
+  static at::Tensor CausalFromStart(const AttentionInput& in) {
 #if TORCH_VERSION_MAJOR >= 2
     auto q = in.queries.permute({1, 0, 2}).unsqueeze(0);
-    if (cuda::CudnnAttentionTakes(in.queries) &&
-        in.keys.scalar_type() == in.queries.scalar_type() &&
-        in.values.scalar_type() == in.queries.scalar_type()) {
+    if (cuda::CudnnAttentionTakes(in.queries, in.keys, in.values)) {
       auto out = cuda::CudnnAttention(q, in.keys.unsqueeze(0), in.values.unsqueeze(0),
                                       /*causal=*/true, /*want_lse=*/false)
                      .out;

@@ -24,8 +24,7 @@ bool RowsContiguous(const at::Tensor& t) { return t.stride(2) == 1 && t.stride(1
 bool PrefillKernelTakes(const at::Tensor& queries, const at::Tensor& keys, const at::Tensor& values,
                         int64_t segment_size) {
   const int64_t dim = queries.size(2);
-  return queries.is_cuda() &&
-         (queries.scalar_type() == at::kHalf || queries.scalar_type() == at::kBFloat16) &&
+  return queries.is_cuda() && Is16Bit(queries.scalar_type()) &&
          keys.scalar_type() == queries.scalar_type() && RowsContiguous(keys) &&
          RowsContiguous(values) &&
          kernels::PrefillAttentionSupports(kvserve::KernelDType(queries.scalar_type()),
@@ -101,10 +100,9 @@ void MergeAttention(const at::Tensor& a, const at::Tensor& lse_a, const at::Tens
                     const at::Tensor& lse_b, at::Tensor& out) {
   const auto dtype = a.scalar_type();
   TORCH_CHECK(
-      a.dim() == 4 && (dtype == at::kHalf || dtype == at::kBFloat16) && b.scalar_type() == dtype &&
-          out.scalar_type() == dtype && SameLayout(a, b) && SameLayout(a, out) &&
-          a.stride(3) == 1 && a.size(3) % 8 == 0 && RowsAligned16(a) && RowsAligned16(b) &&
-          RowsAligned16(out),
+      a.dim() == 4 && Is16Bit(dtype) && b.scalar_type() == dtype && out.scalar_type() == dtype &&
+          SameLayout(a, b) && SameLayout(a, out) && a.stride(3) == 1 && a.size(3) % 8 == 0 &&
+          RowsAligned16(a) && RowsAligned16(b) && RowsAligned16(out),
       "MergeAttention: a, b and out must be 16-bit [batch, heads, rows, dim] CUDA tensors of one "
       "layout, dim a multiple of 8 and contiguous, rows 16-byte aligned");
   const int64_t stats = a.size(0) * a.size(1) * a.size(2);
@@ -180,14 +178,12 @@ kernels::RopeArgs RopeView(const at::Tensor& x, const at::Tensor& out, int64_t s
 
 bool RopeKernelTakes(const at::Tensor& x, int64_t seq_dim) {
   if (!x.is_cuda() || x.dim() != 3 || (seq_dim != 0 && seq_dim != 1) || x.stride(2) != 1 ||
-      (x.scalar_type() != at::kHalf && x.scalar_type() != at::kBFloat16)) {
+      !Is16Bit(x.scalar_type())) {
     return false;
   }
-  // The output's strides are those of a contiguous tensor of x's sizes.
-  auto a = RopeView(x, x, seq_dim);
-  a.out_position_stride = seq_dim == 0 ? x.size(1) * x.size(2) : x.size(2);
-  a.out_head_stride = seq_dim == 0 ? x.size(2) : x.size(1) * x.size(2);
-  return kernels::RopeSupports(a);
+  // x in the output's place too: the contiguous output is aligned, and its strides are multiples
+  // of head_dim, which RopeSupports asks to be a multiple of 16.
+  return kernels::RopeSupports(RopeView(x, x, seq_dim));
 }
 
 at::Tensor Rope(const at::Tensor& x, const at::Tensor& positions, int64_t seq_dim,

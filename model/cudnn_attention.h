@@ -9,9 +9,9 @@
 
 namespace kvserve::cuda {
 
-// Whether cuDNN attention runs here for queries like q: libtorch 2, cuDNN enabled, a CUDA device
-// of compute capability 8 or more, a 16-bit dtype and a head dim (the last) of 64 or 128.
-bool CudnnAttentionTakes(const at::Tensor& q);
+// Whether cuDNN attention runs here on q, k and v: libtorch 2, cuDNN enabled, a CUDA device of
+// compute capability 8 or more, one 16-bit dtype and a head dim (the last) of 64 or 128.
+bool CudnnAttentionTakes(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 
 struct Attended {
   at::Tensor out;  // [b, heads, L, dim], laid out as q
@@ -21,7 +21,7 @@ struct Attended {
 // Queries q [b, heads, L, dim] against keys and values [b, kv_heads, P, dim] (heads a multiple of
 // kv_heads), scale 1/sqrt(dim). `causal` masks top-left aligned (query i sees keys 0..i), which is
 // the usual causal mask only when L == P. `lse` is left undefined unless `want_lse`.
-// REQUIRES: CudnnAttentionTakes(q).
+// REQUIRES: CudnnAttentionTakes(q, k, v).
 Attended CudnnAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool causal,
                         bool want_lse);
 
