@@ -7,7 +7,8 @@
 // 16-bit caches of head dims 64 and 128 take the tensor-core version of kernel 1 instead
 // (decode_attention_mma.cu). Kernel 2: one block per (KV head, sequence) merges the splits, writes
 // the output and, where asked, the key mass from the raw scores kernel 1 left in the sequence's
-// scratch.
+// scratch. Where one split holds the whole cache and no key mass is asked (large batches), kernel 1
+// writes the output itself and kernel 2 has nothing to do for the row.
 #include <algorithm>
 #include <cfloat>
 #include <type_traits>
@@ -69,7 +70,7 @@ constexpr int kMinBlocks = G >= 8 ? 2 : 3;
 template <typename T, int D, int G>
 __global__ void __launch_bounds__(kSplitThreads, kMinBlocks<G>)
     SplitAttentionKernel(DecodeShape shape, const DecodeSequence* sequences, const int32_t* lengths,
-                         int32_t layer, const T* queries, const T* rope_table,
+                         int32_t layer, const T* queries, T* out, const T* rope_table,
                          DecodeWorkspace workspace, float scale_log2) {
   using Shape = TileShape<T, D>;
   constexpr int E = Shape::E, LPK = Shape::LPK, KPW = Shape::KPW, kKeys = Shape::kKeys;
@@ -77,8 +78,8 @@ __global__ void __launch_bounds__(kSplitThreads, kMinBlocks<G>)
 
   const int split = blockIdx.x, kv_head = blockIdx.y, b = blockIdx.z;
   const DecodeSequence& s = sequences[b];
-  int begin, end;
-  if (!SplitRange(shape, s, lengths, layer, workspace, split, b, begin, end)) return;
+  int begin, end, length;
+  if (!SplitRange(shape, s, lengths, layer, workspace, split, b, begin, end, length)) return;
   const bool rotate = !s.keys_rotated;
 
   extern __shared__ __align__(16) unsigned char shared_raw[];
@@ -90,8 +91,8 @@ __global__ void __launch_bounds__(kSplitThreads, kMinBlocks<G>)
 
   const int tiles = (end - begin + kKeys - 1) / kKeys;
   auto load_tile = [&](int t) {
-    LoadTile<T, D>(shared, t, begin, end, key_base, value_base, rope_table, s, rotate,
-                   [](int row, int chunk) { return row * D + chunk * E; });
+    LoadTile<T, D, true>(shared, t, begin, end, key_base, value_base, rope_table, s, rotate,
+                         [](int row, int chunk) { return row * D + chunk * E; });
   };
 #pragma unroll
   for (int t = 0; t < kStages - 1; ++t) {
@@ -241,7 +242,11 @@ __global__ void __launch_bounds__(kSplitThreads, kMinBlocks<G>)
     }
   }
   __syncthreads();
-  WriteSplitPartial<D, G>(warp_m, warp_l, warp_acc, shape, workspace, b, kv_head, split);
+  T* out_row = SplitWritesOutput(length, s, workspace.max_splits)
+                   ? out + (static_cast<int64_t>(b) * shape.num_heads + kv_head * G) * D
+                   : nullptr;
+  WriteSplitPartial<T, D, G>(warp_m, warp_l, warp_acc, shape, workspace, b, kv_head, split,
+                             out_row);
 }
 
 template <typename T, int D, int G>
@@ -256,6 +261,7 @@ __global__ void __launch_bounds__(kSplitThreads)
     for (int i = threadIdx.x; i < G * D; i += kSplitThreads) out_row[i] = FromFloat<T>(0.f);
     return;
   }
+  if (SplitWritesOutput(length, s, workspace.max_splits)) return;
   const int splits = NumSplits(length, workspace.max_splits);
   __shared__ float lse[G];  // log2 of each query head's softmax denominator, in scaled units
   for (int i = threadIdx.x; i < G * D; i += kSplitThreads) {
@@ -293,8 +299,8 @@ cudaError_t Launch(const DecodeShape& shape, const DecodeSequence* sequences,
                    const int32_t* lengths, int32_t layer, const void* queries, void* out,
                    const void* rope_table, const DecodeWorkspace& workspace, cudaStream_t stream) {
   if (MmaSplitTakes(shape.dtype, D, G)) {
-    const cudaError_t e =
-        LaunchMmaSplit(shape, sequences, lengths, layer, queries, rope_table, workspace, stream);
+    const cudaError_t e = LaunchMmaSplit(shape, sequences, lengths, layer, queries, out, rope_table,
+                                         workspace, stream);
     if (e != cudaSuccess) return e;
   } else {
     // Above 48 KiB of dynamic shared memory a kernel must opt in; once per instantiation.
@@ -305,7 +311,7 @@ cudaError_t Launch(const DecodeShape& shape, const DecodeSequence* sequences,
     const float scale_log2 = kLog2e / sqrtf(static_cast<float>(D));
     const dim3 split_grid(workspace.max_splits, shape.kv_heads, shape.batch);
     SplitAttentionKernel<T, D, G><<<split_grid, kSplitThreads, kSplitSharedBytes, stream>>>(
-        shape, sequences, lengths, layer, static_cast<const T*>(queries),
+        shape, sequences, lengths, layer, static_cast<const T*>(queries), static_cast<T*>(out),
         static_cast<const T*>(rope_table), workspace, scale_log2);
     if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
   }

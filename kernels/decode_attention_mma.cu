@@ -3,7 +3,8 @@
 // (the other rows are zero: the tensor cores have the throughput to spare, and the kernel is
 // bound by the bytes of K and V). Tiles arrive as in the CUDA-core kernel (cp.async, kStages
 // deep), in a swizzled layout so ldmatrix reads them without bank conflicts; IN-CACHE keys are
-// rotated in shared memory by one pass over the tile before the warps read it. Each warp takes 8
+// rotated in shared memory by one pass over the tile before the warps read it, with each key's
+// cos/sin row read from the table (which stays in L2). Each warp takes 8
 // keys at a time: S = Q·Kᵀ (m16n8k16), an online softmax per row, O += P·V (m16n8k8, P from S's
 // accumulator registers as FlashAttention-2 does). The block then merges its warps.
 #include "kernels/decode_split.cuh"
@@ -32,13 +33,14 @@ struct Pair<__half> {
   static __device__ __forceinline__ Type Highs(Type a, Type b) { return __highs2half2(a, b); }
 };
 
-// Rotates the keys of one tile in place by their slots' ranks; `rope` holds each row's (cos, sin)
-// pairs (unswizzled). Packed 16-bit multiplies and adds (.rn: never contracted into an fma) each
-// round their exact result once, which is what RotatePair in rope_append.cu does in float32 for
-// 16-bit T (an exact product, a sum rounded twice only where the smaller term is far below half a
-// unit of T).
+// Rotates the keys of one tile, whose first key is `first`, in place by their slots' ranks;
+// `rope_table` holds each rank's (cos, sin) pairs. Rows at or past `end` are zeros and stay so.
+// Packed 16-bit multiplies and adds (.rn: never contracted into an fma) each round their exact
+// result once, which is what RotatePair in rope_append.cu does in float32 for 16-bit T (an exact
+// product, a sum rounded twice only where the smaller term is far below half a unit of T).
 template <typename T, int D>
-__device__ __forceinline__ void RotateTile(T* keys, const T* rope) {
+__device__ __forceinline__ void RotateTile(T* keys, const T* rope_table, int first, int end,
+                                           const DecodeSequence& s) {
   using P = Pair<T>;
   using T2 = typename P::Type;
   constexpr int kHalfChunks = D / 16, kKeys = kTileBytes / (D * 2);
@@ -47,7 +49,10 @@ __device__ __forceinline__ void RotateTile(T* keys, const T* rope) {
     uint4* low = reinterpret_cast<uint4*>(keys + row * D + Swizzle(row, c) * 8);
     uint4* high = reinterpret_cast<uint4*>(keys + row * D + Swizzle(row, c + kHalfChunks) * 8);
     // Frequencies 8c..8c+7: dims 8c.. of the first half pair with dims 8c + D/2.. of the second.
-    const uint4* table = reinterpret_cast<const uint4*>(rope + row * D + 16 * c);
+    const int key = first + row;
+    if (key >= end) continue;
+    const uint4* table =
+        reinterpret_cast<const uint4*>(rope_table + int64_t{SlotRank(key, s)} * D + 16 * c);
     uint4 x1_raw = *low, x2_raw = *high, cs_raw[2] = {table[0], table[1]};
     const T2* x1 = reinterpret_cast<const T2*>(&x1_raw);
     const T2* x2 = reinterpret_cast<const T2*>(&x2_raw);
@@ -67,21 +72,26 @@ __device__ __forceinline__ void RotateTile(T* keys, const T* rope) {
   }
 }
 
+// Per stage a key tile and a value tile (the rotation reads its cos/sin rows from the table, which
+// stays in L2): 48 KiB, so four blocks fit on an SM, which keeps the bytes in flight up.
+constexpr int kMmaSharedBytes = kStages * 2 * kTileBytes;
+
 template <typename T, int D, int G>
-__global__ void __launch_bounds__(kSplitThreads, 3)
+__global__ void __launch_bounds__(kSplitThreads, 4)
     MmaSplitKernel(DecodeShape shape, const DecodeSequence* sequences, const int32_t* lengths,
-                   int32_t layer, const T* queries, const T* rope_table, DecodeWorkspace workspace,
-                   float scale_log2) {
+                   int32_t layer, const T* queries, T* out, const T* rope_table,
+                   DecodeWorkspace workspace, float scale_log2) {
   static_assert(sizeof(T) == 2 && (D == 64 || D == 128) && G <= 8, "unsupported shape");
   constexpr int kChunks = D / 8;                        // 16-byte chunks per row
   constexpr int kKeys = kTileBytes / (D * 2);           // keys per tile: 32 or 64
   constexpr int kWarpBlocks = kKeys / kSplitWarps / 8;  // 8-key blocks per warp and tile
   constexpr int kTileElems = kTileBytes / 2;
+  constexpr int kStageElems = 2 * kTileElems;
 
   const int split = blockIdx.x, kv_head = blockIdx.y, b = blockIdx.z;
   const DecodeSequence& s = sequences[b];
-  int begin, end;
-  if (!SplitRange(shape, s, lengths, layer, workspace, split, b, begin, end)) return;
+  int begin, end, length;
+  if (!SplitRange(shape, s, lengths, layer, workspace, split, b, begin, end, length)) return;
   const bool rotate = !s.keys_rotated;
 
   extern __shared__ __align__(16) unsigned char shared_raw[];
@@ -93,13 +103,13 @@ __global__ void __launch_bounds__(kSplitThreads, 3)
 
   const int tiles = (end - begin + kKeys - 1) / kKeys;
   auto load_tile = [&](int t) {
-    LoadTile<T, D>(shared, t, begin, end, key_base, value_base, rope_table, s, rotate,
-                   [](int row, int chunk) { return row * D + Swizzle(row, chunk) * 8; });
+    LoadTile<T, D, false>(shared, t, begin, end, key_base, value_base, rope_table, s, rotate,
+                          [](int row, int chunk) { return row * D + Swizzle(row, chunk) * 8; });
   };
 
   // The queries as a 16-row A operand, staged in the last stage's buffer, which the pipeline
   // first fills after the first barrier of the loop.
-  T* query_tile = shared + (kStages - 1) * 3 * kTileElems;
+  T* query_tile = shared + (kStages - 1) * kStageElems;
   const T* q = queries + (static_cast<int64_t>(b) * shape.num_heads + kv_head * G) * D;
   for (int c = threadIdx.x; c < 16 * kChunks; c += kSplitThreads) {
     const int row = c / kChunks, chunk = c % kChunks;
@@ -133,14 +143,16 @@ __global__ void __launch_bounds__(kSplitThreads, 3)
   for (int t = 0; t < tiles; ++t) {
     CopyAsyncWait<kStages - 2>();  // this thread's copies of tile t have landed
     __syncthreads();               // everyone's have, and nobody still reads tile t - 1's stage
-    T* keys = shared + (t % kStages) * 3 * kTileElems;
-    const T* values = keys + kTileElems;
-    if (rotate) {
-      RotateTile<T, D>(keys, values + kTileElems);
-      __syncthreads();
-    }
+    // Tile t + 2 goes to tile t - 1's stage, free since the barrier; issued before the rotation
+    // so the rotation's pass does not hold back the pipeline.
     if (t + kStages - 1 < tiles) load_tile(t + kStages - 1);
     CopyAsyncCommit();
+    T* keys = shared + (t % kStages) * kStageElems;
+    const T* values = keys + kTileElems;
+    if (rotate) {
+      RotateTile<T, D>(keys, rope_table, begin + t * kKeys, end, s);
+      __syncthreads();
+    }
 #pragma unroll
     for (int block = 0; block < kWarpBlocks; ++block) {
       const int row0 = (warp * kWarpBlocks + block) * 8;  // the block's first row in the tile
@@ -219,21 +231,25 @@ __global__ void __launch_bounds__(kSplitThreads, 3)
     }
   }
   __syncthreads();
-  WriteSplitPartial<D, G>(warp_m, warp_l, warp_acc, shape, workspace, b, kv_head, split);
+  T* out_row = SplitWritesOutput(length, s, workspace.max_splits)
+                   ? out + (static_cast<int64_t>(b) * shape.num_heads + kv_head * G) * D
+                   : nullptr;
+  WriteSplitPartial<T, D, G>(warp_m, warp_l, warp_acc, shape, workspace, b, kv_head, split,
+                             out_row);
 }
 
 template <typename T, int D, int G>
 cudaError_t Launch(const DecodeShape& shape, const DecodeSequence* sequences,
-                   const int32_t* lengths, int32_t layer, const void* queries,
+                   const int32_t* lengths, int32_t layer, const void* queries, void* out,
                    const void* rope_table, const DecodeWorkspace& workspace, cudaStream_t stream) {
   // Above 48 KiB of dynamic shared memory a kernel must opt in; once per instantiation.
   static const cudaError_t opted_in = cudaFuncSetAttribute(
-      MmaSplitKernel<T, D, G>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSplitSharedBytes);
+      MmaSplitKernel<T, D, G>, cudaFuncAttributeMaxDynamicSharedMemorySize, kMmaSharedBytes);
   if (opted_in != cudaSuccess) return opted_in;
   const float scale_log2 = kLog2e / sqrtf(static_cast<float>(D));
   const dim3 grid(workspace.max_splits, shape.kv_heads, shape.batch);
-  MmaSplitKernel<T, D, G><<<grid, kSplitThreads, kSplitSharedBytes, stream>>>(
-      shape, sequences, lengths, layer, static_cast<const T*>(queries),
+  MmaSplitKernel<T, D, G><<<grid, kSplitThreads, kMmaSharedBytes, stream>>>(
+      shape, sequences, lengths, layer, static_cast<const T*>(queries), static_cast<T*>(out),
       static_cast<const T*>(rope_table), workspace, scale_log2);
   return cudaGetLastError();
 }
@@ -254,16 +270,16 @@ bool MmaSplitTakes(DType dtype, int32_t head_dim, int32_t group) {
 }
 
 cudaError_t LaunchMmaSplit(const DecodeShape& shape, const DecodeSequence* sequences,
-                           const int32_t* lengths, int32_t layer, const void* queries,
+                           const int32_t* lengths, int32_t layer, const void* queries, void* out,
                            const void* rope_table, const DecodeWorkspace& workspace,
                            cudaStream_t stream) {
   const int32_t group = shape.num_heads / shape.kv_heads;
   if (!MmaSplitTakes(shape.dtype, shape.head_dim, group)) return cudaErrorInvalidValue;
   if (shape.dtype == DType::kBFloat16) {
     return DispatchDim<__nv_bfloat16>(shape.head_dim, group, shape, sequences, lengths, layer,
-                                      queries, rope_table, workspace, stream);
+                                      queries, out, rope_table, workspace, stream);
   }
-  return DispatchDim<__half>(shape.head_dim, group, shape, sequences, lengths, layer, queries,
+  return DispatchDim<__half>(shape.head_dim, group, shape, sequences, lengths, layer, queries, out,
                              rope_table, workspace, stream);
 }
 

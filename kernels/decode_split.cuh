@@ -20,7 +20,8 @@ constexpr int kSplitWarps = kSplitThreads / 32;
 constexpr int kMinKeysPerSplit = 128;
 constexpr int kTileBytes = 8192;
 constexpr int kStages = 3;
-// Per stage: a key tile, a value tile and the keys' cos/sin rows, each kTileBytes.
+// Per stage of the CUDA-core kernel: a key tile, a value tile and the keys' cos/sin rows, each
+// kTileBytes.
 constexpr int kSplitSharedBytes = kStages * 3 * kTileBytes;
 
 __host__ __device__ __forceinline__ int NumSplits(int length, int max_splits) {
@@ -32,8 +33,8 @@ __host__ __device__ __forceinline__ int NumSplits(int length, int max_splits) {
 __device__ __forceinline__ bool SplitRange(const DecodeShape& shape, const DecodeSequence& s,
                                            const int32_t* lengths, int32_t layer,
                                            const DecodeWorkspace& workspace, int split, int b,
-                                           int& begin, int& end) {
-  const int length = s.keys == nullptr ? 0 : lengths[static_cast<int64_t>(layer) * shape.batch + b];
+                                           int& begin, int& end, int& length) {
+  length = s.keys == nullptr ? 0 : lengths[static_cast<int64_t>(layer) * shape.batch + b];
   const int splits = NumSplits(length, workspace.max_splits);
   if (length == 0 || split >= splits) return false;
   const int chunk = (length + splits - 1) / splits;
@@ -52,19 +53,20 @@ __device__ __forceinline__ int SlotRank(int slot, const DecodeSequence& s) {
   return slot;
 }
 
-// Copies tile `t` of a split's keys [begin + t * keys per tile, ...) and their values (and, for
-// IN-CACHE keys, each key's row of the cos/sin table) into stage t % kStages of `shared`; rows
-// past `end` read zeros. `target(row, chunk)` is the element offset of 16-byte chunk `chunk` of
-// tile row `row` in a key or value tile (the tensor-core kernel swizzles them); the table rows stay
-// in order.
-template <typename T, int D, typename Target>
+// Copies tile `t` of a split's keys [begin + t * keys per tile, ...) and their values (and, with
+// StageRope, for IN-CACHE keys, each key's row of the cos/sin table) into stage t % kStages of
+// `shared`, whose stages hold 3 tiles with StageRope and 2 without; rows past `end` read zeros.
+// `target(row, chunk)` is the element offset of 16-byte chunk `chunk` of tile row `row` in a key
+// or value tile (the tensor-core kernel swizzles them); the table rows stay in order.
+template <typename T, int D, bool StageRope, typename Target>
 __device__ __forceinline__ void LoadTile(T* shared, int t, int begin, int end, const T* key_base,
                                          const T* value_base, const T* rope_table,
                                          const DecodeSequence& s, bool rotate, Target target) {
   constexpr int E = kVecElems<T>, kChunks = D / E;
   constexpr int kKeys = kTileBytes / (D * static_cast<int>(sizeof(T)));
   constexpr int kTileElems = kTileBytes / static_cast<int>(sizeof(T));
-  T* keys = shared + (t % kStages) * 3 * kTileElems;
+  constexpr int kStageTiles = StageRope ? 3 : 2;
+  T* keys = shared + (t % kStages) * kStageTiles * kTileElems;
   T* values = keys + kTileElems;
   T* rope = values + kTileElems;
   for (int c = threadIdx.x; c < kKeys * kChunks; c += kSplitThreads) {
@@ -74,21 +76,29 @@ __device__ __forceinline__ void LoadTile(T* shared, int t, int begin, int end, c
     const int at = target(row, chunk);
     CopyAsync16(keys + at, key_base + source, valid);
     CopyAsync16(values + at, value_base + source, valid);
-    if (rotate) {
+    if (StageRope && rotate) {
       const int64_t rank = valid ? SlotRank(key, s) : 0;
       CopyAsync16(rope + row * D + chunk * E, rope_table + rank * D + chunk * E, valid);
     }
   }
 }
 
+// A sequence whose attention one split computes alone, with no key mass to write: its split
+// kernel writes the output itself, and MergeSplitsKernel leaves it alone.
+__host__ __device__ __forceinline__ bool SplitWritesOutput(int length, const DecodeSequence& s,
+                                                           int max_splits) {
+  return NumSplits(length, max_splits) == 1 && s.key_mass == nullptr;
+}
+
 // Merges the warps' online-softmax states (warp_m, warp_l [kSplitWarps][G], warp_acc
-// [kSplitWarps][G][D], in shared memory) into the split's partial output and (max, sum). Every
+// [kSplitWarps][G][D], in shared memory) into the split's partial output and (max, sum), or,
+// where `out_row` is not nullptr, into the output row of the KV head's G query heads. Every
 // thread of the block calls it after a barrier.
-template <int D, int G>
+template <typename T, int D, int G>
 __device__ __forceinline__ void WriteSplitPartial(const float* warp_m, const float* warp_l,
                                                   const float* warp_acc, const DecodeShape& shape,
                                                   const DecodeWorkspace& workspace, int b,
-                                                  int kv_head, int split) {
+                                                  int kv_head, int split, T* out_row) {
   for (int i = threadIdx.x; i < G * D; i += kSplitThreads) {
     const int g = i / D, dim = i % D;
     float m_all = -INFINITY;
@@ -98,6 +108,10 @@ __device__ __forceinline__ void WriteSplitPartial(const float* warp_m, const flo
       const float f = warp_m[w * G + g] == -INFINITY ? 0.f : exp2f(warp_m[w * G + g] - m_all);
       out += warp_acc[(w * G + g) * D + dim] * f;
       sum += warp_l[w * G + g] * f;
+    }
+    if (out_row != nullptr) {
+      out_row[i] = FromFloat<T>(out / sum);
+      continue;
     }
     const int64_t index =
         ((static_cast<int64_t>(b) * shape.kv_heads + kv_head) * G + g) * workspace.max_splits +
@@ -130,7 +144,7 @@ cudaError_t DispatchGroup(int32_t group, F&& launch) {
 // groups up to 8: false when it does not take the shape. Same contract as the CUDA-core one.
 bool MmaSplitTakes(DType dtype, int32_t head_dim, int32_t group);
 cudaError_t LaunchMmaSplit(const DecodeShape& shape, const DecodeSequence* sequences,
-                           const int32_t* lengths, int32_t layer, const void* queries,
+                           const int32_t* lengths, int32_t layer, const void* queries, void* out,
                            const void* rope_table, const DecodeWorkspace& workspace,
                            cudaStream_t stream);
 

@@ -182,8 +182,8 @@ cudaError_t SwiGlu(DType dtype, const void* gate_up, void* out, int64_t rows, in
     const auto* in = static_cast<const T*>(gate_up);
     auto* o = static_cast<T*>(out);
     if (width % E == 0 && Aligned16(gate_up) && Aligned16(out)) {
-      SwiGluKernel<T, E>
-          <<<GridStrideBlocks(rows * width / E, kThreads), kThreads, 0, stream>>>(in, o, rows, width);
+      SwiGluKernel<T, E><<<GridStrideBlocks(rows * width / E, kThreads), kThreads, 0, stream>>>(
+          in, o, rows, width);
     } else {
       SwiGluKernel<T, 1>
           <<<GridStrideBlocks(rows * width, kThreads), kThreads, 0, stream>>>(in, o, rows, width);
