@@ -19,6 +19,14 @@ enum class PositionMode {
   kOriginal,
   // Positions are ranks within the cache; keys are stored un-rotated and rotated at every step.
   kInCache,
+  // IN-CACHE positions for a cache of sinks and one window that is contiguous in the stream and
+  // ends just before the step's tokens (StreamingLLM), without turning the window every step
+  // (policies.md §4.1 [D]): keys are stored rotated with their stream positions and queries are
+  // rotated with theirs, as kOriginal, so window keys keep their in-cache distance to the query;
+  // at attention the sinks, slots [0, ring_layout(layer).begin), are turned on by
+  // tokens_seen() - length(layer) (the query's stream position minus its in-cache rank), which
+  // gives them theirs.
+  kShiftedSinks,
 };
 
 // What a policy sees after one layer of one step (a prefill chunk or a decode token).
@@ -28,7 +36,8 @@ struct LayerStep {
   int64_t new_tokens = 0;
   // This step's queries and every held key as the attention saw them (rotated, so a policy can
   // recompute any attention statistic it needs): [new_tokens, num_heads, head_dim] and
-  // [kv_heads, length, head_dim]. For kInCache policies the cache itself holds un-rotated keys.
+  // [kv_heads, length, head_dim]. For kInCache policies the cache itself holds un-rotated keys,
+  // for kShiftedSinks ones keys whose sinks are not yet turned.
   at::Tensor queries;
   at::Tensor keys;
   // Attention mass every held key received in this step, summed over the query heads of its group

@@ -1,6 +1,8 @@
 // STREAMING_LLM: keeps the first S tokens (attention sinks) and the W most recent, dropping the
-// oldest non-sink tokens (FIFO); positions are ranks in the cache (IN-CACHE), so keys are stored
-// un-rotated. Implements policies.md §4.1 with §0.5 items 1, 6 and 19.
+// oldest non-sink tokens (FIFO); positions are ranks in the cache (IN-CACHE), kept as §4.1's [D]
+// note says: keys stored rotated with their stream positions, the sinks turned at attention
+// (PositionMode::kShiftedSinks), so no step re-rotates the window. Implements policies.md §4.1 with
+// §0.5 items 1, 6 and 19.
 //
 // Layout: prefill chunks leave the cache in temporal order. A decode step that overflows the
 // budget writes its token into the slot of the oldest window token, so the window slots
@@ -35,7 +37,7 @@ class StreamingLlmPolicy : public CachePolicy {
   const Params& params() const { return params_; }
   int64_t budget() const { return params_.sink_tokens + params_.window_tokens; }
 
-  PositionMode position_mode() const override { return PositionMode::kInCache; }
+  PositionMode position_mode() const override { return PositionMode::kShiftedSinks; }
   int64_t Capacity(int64_t max_step_tokens) const override { return budget() + max_step_tokens; }
   // A chunk: keeps slots [0, S) and the last W, in temporal order. A decode step over the budget:
   // the new token takes the oldest window token's slot.

@@ -80,7 +80,7 @@ __global__ void __launch_bounds__(kSplitThreads, kMinBlocks<G>)
   const DecodeSequence& s = sequences[b];
   int begin, end, length;
   if (!SplitRange(shape, s, lengths, layer, workspace, split, b, begin, end, length)) return;
-  const bool rotate = !s.keys_rotated;
+  const bool rotate = RotatesKeys(s);
 
   extern __shared__ __align__(16) unsigned char shared_raw[];
   T* shared = reinterpret_cast<T*>(shared_raw);

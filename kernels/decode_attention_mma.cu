@@ -33,8 +33,9 @@ struct Pair<__half> {
   static __device__ __forceinline__ Type Highs(Type a, Type b) { return __highs2half2(a, b); }
 };
 
-// Rotates the keys of one tile, whose first key is `first`, in place by their slots' ranks;
-// `rope_table` holds each rank's (cos, sin) pairs. Rows at or past `end` are zeros and stay so.
+// Rotates the keys of one tile, whose first key is `first`, in place by their slots' ranks
+// (SlotRank); `rope_table` holds each rank's (cos, sin) pairs. Rows at or past `end` stay as they
+// are.
 // Packed 16-bit multiplies and adds (.rn: never contracted into an fma) each round their exact
 // result once, which is what RotatePair in rope_append.cu does in float32 for 16-bit T (an exact
 // product, a sum rounded twice only where the smaller term is far below half a unit of T).
@@ -92,7 +93,8 @@ __global__ void __launch_bounds__(kSplitThreads, 4)
   const DecodeSequence& s = sequences[b];
   int begin, end, length;
   if (!SplitRange(shape, s, lengths, layer, workspace, split, b, begin, end, length)) return;
-  const bool rotate = !s.keys_rotated;
+  // Shifted sinks sit in the first slots: only a tile that holds one needs the rotation pass.
+  const int rotated_end = s.keys_rotated ? s.sink_slots : end;
 
   extern __shared__ __align__(16) unsigned char shared_raw[];
   T* shared = reinterpret_cast<T*>(shared_raw);
@@ -103,7 +105,7 @@ __global__ void __launch_bounds__(kSplitThreads, 4)
 
   const int tiles = (end - begin + kKeys - 1) / kKeys;
   auto load_tile = [&](int t) {
-    LoadTile<T, D, false>(shared, t, begin, end, key_base, value_base, rope_table, s, rotate,
+    LoadTile<T, D, false>(shared, t, begin, end, key_base, value_base, rope_table, s, false,
                           [](int row, int chunk) { return row * D + Swizzle(row, chunk) * 8; });
   };
 
@@ -149,8 +151,8 @@ __global__ void __launch_bounds__(kSplitThreads, 4)
     CopyAsyncCommit();
     T* keys = shared + (t % kStages) * kStageElems;
     const T* values = keys + kTileElems;
-    if (rotate) {
-      RotateTile<T, D>(keys, rope_table, begin + t * kKeys, end, s);
+    if (begin + t * kKeys < rotated_end) {  // the same for the whole block
+      RotateTile<T, D>(keys, rope_table, begin + t * kKeys, min(end, rotated_end), s);
       __syncthreads();
     }
 #pragma unroll

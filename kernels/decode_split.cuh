@@ -43,7 +43,17 @@ __device__ __forceinline__ bool SplitRange(const DecodeShape& shape, const Decod
   return true;
 }
 
+// Whether the split's keys are turned at attention at all: IN-CACHE keys are, and keys stored
+// rotated only in their sink slots (a row of the rope table for every other slot: rank 0, the
+// identity).
+__device__ __forceinline__ bool RotatesKeys(const DecodeSequence& s) {
+  return !s.keys_rotated || s.sink_slots > 0;
+}
+
+// The table row a slot's stored key is turned by at attention: its rank for IN-CACHE keys; for
+// keys stored rotated, the sinks' shift, and 0 (cos 1, sin 0: the key as stored) for the rest.
 __device__ __forceinline__ int SlotRank(int slot, const DecodeSequence& s) {
+  if (s.keys_rotated) return slot < s.sink_slots ? s.sink_shift : 0;
   if (s.slot_ranks != nullptr) return s.slot_ranks[slot];
   if (slot >= s.ring_begin && slot < s.ring_begin + s.ring_size) {
     int offset = (slot - s.ring_head) % s.ring_size;

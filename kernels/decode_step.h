@@ -53,6 +53,11 @@ struct DecodeSequence {
   // keys_rotated == 0 only: when not nullptr, the rank of slot i is slot_ranks[i] (device memory,
   // one entry per held slot, the same for every layer and head), and the ring is ignored.
   const int32_t* slot_ranks = nullptr;
+  // keys_rotated == 1 only: the keys of slots [0, sink_slots) are turned on by sink_shift positions
+  // at attention (StreamingLLM's sinks under PositionMode::kShiftedSinks: the query's stream
+  // position minus its in-cache rank); 0: none.
+  int32_t sink_slots = 0;
+  int32_t sink_shift = 0;
   // key_mass != nullptr only: 1 asks for the MAX over the group's query heads of the query's
   // softmax probability on each held key instead of their sum (Cascading's group reduction,
   // policies.md §1.5 and §0.5 item 12).
@@ -101,9 +106,9 @@ int32_t DecodeMaxSplits(const DecodeShape& shape, int32_t multiprocessors);
 // out [batch, num_heads, head_dim] = softmax(q·kᵀ / √head_dim) v of each sequence's query over its
 // lengths[layer * batch + b] held keys (the step's own key included), and the key mass where
 // asked. `rope_table` [rows, head_dim / 2, 2] of the dtype (cos, sin of rank * inv_freq in
-// float32, rounded to the dtype, as RopeAppend rounds them) serves keys_rotated == 0; every rank
-// must be < rows. REQUIRES: DecodeAttentionSupports(head_dim, num_heads / kv_heads); 16-byte
-// aligned rows.
+// float32, rounded to the dtype, as RopeAppend rounds them) serves keys_rotated == 0 and the
+// sinks' shift; every rank and sink_shift must be < rows. REQUIRES:
+// DecodeAttentionSupports(head_dim, num_heads / kv_heads); 16-byte aligned rows.
 cudaError_t DecodeAttention(const DecodeShape& shape, const DecodeSequence* sequences,
                             const int32_t* lengths, int32_t layer, const void* queries, void* out,
                             const void* rope_table, const DecodeWorkspace& workspace,

@@ -91,7 +91,9 @@ class CudaDecodeRunner final : public DecodeRunner {
       plans[i].group_max = plans[i].batched &&
                            plans[i].batched->reduction == BatchedDecodeStep::GroupReduction::kMax;
       if (plans[i].key_mass) s.cache->EnsureKeyMass(config_.num_heads / config_.num_kv_heads);
-      if (s.policy->position_mode() == PositionMode::kInCache) {
+      if (s.policy->position_mode() == PositionMode::kShiftedSinks) {
+        rank_rows = std::max(rank_rows, SinkShift(*s.cache) + 1);
+      } else if (s.policy->position_mode() == PositionMode::kInCache) {
         rank_rows = std::max(rank_rows, s.cache->capacity());
         // The held slots' ranks and the step's token.
         const int64_t ranks = static_cast<int64_t>(s.policy->ring_layout(0).ranks.size());
@@ -145,6 +147,9 @@ class CudaDecodeRunner final : public DecodeRunner {
             static_cast<int32_t>(config_.num_heads), static_cast<int32_t>(config_.num_kv_heads),
             static_cast<int32_t>(config_.head_dim)};
   }
+
+  // kShiftedSinks: how far a decode step turns the sinks (before the step's append).
+  static int64_t SinkShift(const KvCache& cache) { return cache.tokens_seen() - cache.length(0); }
 
   int64_t BucketFor(int64_t batch) const {
     for (int64_t bucket : kBuckets) {
@@ -256,9 +261,14 @@ class CudaDecodeRunner final : public DecodeRunner {
         s.key_mass_group_max = plans[i].group_max ? 1 : 0;
       }
       s.position = cache.tokens_seen();
-      if (in.policy->position_mode() == PositionMode::kOriginal) {
+      const PositionMode mode = in.policy->position_mode();
+      if (mode == PositionMode::kOriginal || mode == PositionMode::kShiftedSinks) {
         s.keys_rotated = 1;
         s.query_rank = s.position;
+        if (mode == PositionMode::kShiftedSinks && SinkShift(cache) > 0) {
+          s.sink_slots = static_cast<int32_t>(in.policy->ring_layout(0).begin);
+          s.sink_shift = static_cast<int32_t>(SinkShift(cache));
+        }
       } else {
         const RingLayout ring = in.policy->ring_layout(0);
         s.keys_rotated = 0;
@@ -325,6 +335,11 @@ class CudaDecodeRunner final : public DecodeRunner {
       if (s.policy->position_mode() == PositionMode::kInCache) {
         step.keys =
             rope_.Apply(step.keys, SlotRanks(s.policy->ring_layout(layer), length, device_), 1);
+      } else if (s.policy->position_mode() == PositionMode::kShiftedSinks) {
+        // The step's token is appended, the cache not yet advanced: the shift the step attended
+        // with.
+        step.keys = rope_.ShiftSinks(step.keys, s.policy->ring_layout(layer).begin,
+                                     cache.tokens_seen() - (length - 1));
       }
       if (s.policy->wants_key_mass()) {
         step.key_mass = cache.key_mass_storage()[layer].narrow(1, 0, length);

@@ -130,11 +130,16 @@ at::Tensor LlamaModel::Attention(int64_t layer, const at::Tensor& hidden,
     auto seq_v = v.narrow(0, offset, n).transpose(0, 1);
     const int64_t held = cache.length(layer);
     AttentionInput input;
-    if (seq.policy->position_mode() == PositionMode::kOriginal) {
+    const PositionMode mode = seq.policy->position_mode();
+    if (mode == PositionMode::kOriginal || mode == PositionMode::kShiftedSinks) {
       auto positions = at::arange(cache.tokens_seen(), cache.tokens_seen() + n, long_options);
       input.queries = rope_.Apply(seq_q, positions, 0);
       cache.Append(layer, rope_.Apply(seq_k, positions, 1), seq_v);
       input.keys = cache.keys(layer);
+      if (mode == PositionMode::kShiftedSinks) {
+        input.keys = rope_.ShiftSinks(input.keys, seq.policy->ring_layout(layer).begin,
+                                      cache.tokens_seen() - held);
+      }
     } else {
       // Positions are ranks in the cache: stored keys are un-rotated and rotated here each step.
       input.queries = rope_.Apply(seq_q, at::arange(held, held + n, long_options), 0);

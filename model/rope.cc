@@ -1,5 +1,6 @@
 #include "model/rope.h"
 
+#include <algorithm>
 #include <cmath>
 
 #ifdef KVSERVE_WITH_CUDA
@@ -68,6 +69,15 @@ at::Tensor RotaryEmbedding::ApplyReference(const at::Tensor& x, const at::Tensor
   auto cos = angles.cos().to(x.scalar_type()).view(shape);
   auto sin = angles.sin().to(x.scalar_type()).view(shape);
   return x * cos + RotateHalf(x) * sin;
+}
+
+at::Tensor RotaryEmbedding::ShiftSinks(const at::Tensor& keys, int64_t sinks, int64_t shift) const {
+  const int64_t length = keys.size(1);
+  sinks = std::min(sinks, length);
+  if (sinks == 0 || shift == 0) return keys;
+  auto positions = at::full({sinks}, shift, keys.options().dtype(at::kLong));
+  auto turned = Apply(keys.narrow(1, 0, sinks), positions, 1);
+  return sinks == length ? turned : at::cat({turned, keys.narrow(1, sinks, length - sinks)}, 1);
 }
 
 }  // namespace kvserve

@@ -20,6 +20,11 @@ class RotaryEmbedding {
   at::Tensor ApplyReference(const at::Tensor& x, const at::Tensor& positions,
                             int64_t seq_dim) const;
 
+  // Keys stored under PositionMode::kShiftedSinks as attention sees them: `keys` [kv_heads,
+  // length, head_dim] with slots [0, sinks) turned on by `shift` positions; `keys` itself when
+  // there is nothing to turn.
+  at::Tensor ShiftSinks(const at::Tensor& keys, int64_t sinks, int64_t shift) const;
+
   const at::Tensor& inverse_frequencies() const { return inv_freq_; }
 
  private:

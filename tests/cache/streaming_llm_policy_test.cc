@@ -29,7 +29,7 @@ std::vector<int64_t> Range(int64_t begin, int64_t end) {
 
 TEST(StreamingLlmPolicyTest, WorkedExampleTokenByToken) {
   auto policy = MakeStreaming(8, {{"sink_tokens", 2}});
-  EXPECT_EQ(policy->position_mode(), PositionMode::kInCache);
+  EXPECT_EQ(policy->position_mode(), PositionMode::kShiftedSinks);
   auto stream = testing::FixtureStream();
   KvCache cache = testing::MakeCache(stream, policy->Capacity(1));
   for (int64_t p = 0; p < 20; ++p) {

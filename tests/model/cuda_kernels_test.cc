@@ -169,8 +169,9 @@ TEST_F(CudaKernelsTest, DecodeAttentionMatchesTheReference) {
 }
 
 // IN-CACHE keys: the decode kernel rotates stored un-rotated keys by each slot's rank (rank = slot,
-// a StreamingLLM ring, or an explicit rank table) with the dtype's cos/sin table, against keys
-// rotated here with the same roundings, then the reference attention.
+// a StreamingLLM ring, or an explicit rank table) with the dtype's cos/sin table, or turns the
+// sinks of keys stored rotated by a shift (kShiftedSinks), against keys rotated here with the same
+// roundings, then the reference attention.
 TEST_F(CudaKernelsTest, DecodeAttentionRotatesInCacheKeysByRank) {
   at::manual_seed(4);
   auto reference = MakeReferenceAttention();
@@ -189,7 +190,7 @@ TEST_F(CudaKernelsTest, DecodeAttentionRotatesInCacheKeysByRank) {
         std::vector<AttentionInput> batch;
         int64_t index = 0;
         for (int64_t m : {1, 37, 300, 1000}) {
-          for (int layout = 0; layout < 3; ++layout, ++index) {
+          for (int layout = 0; layout < 4; ++layout, ++index) {
             const int64_t capacity = m + 5;
             auto keys = at::randn({kv_heads, capacity, dim}, Options(dtype));
             auto values = at::randn({kv_heads, capacity, dim}, Options(dtype));
@@ -210,6 +211,13 @@ TEST_F(CudaKernelsTest, DecodeAttentionRotatesInCacheKeysByRank) {
               auto device_ranks = ranks.to(ints.dtype()).to(at::kCUDA);
               s.slot_ranks = device_ranks.data_ptr<int32_t>();
               held.push_back(device_ranks);
+            } else if (layout == 3 && m > 8) {  // stored rotated, 4 sinks turned by a shift
+              s.keys_rotated = 1;
+              s.sink_slots = 4;
+              s.sink_shift = static_cast<int32_t>(1000 + 13 * index);
+              // Rank 0 (cos 1, sin 0) leaves the other keys as they are, here and in the kernel.
+              ranks = at::cat(
+                  {at::full({4}, int64_t{s.sink_shift}, at::kLong), at::zeros({m - 4}, at::kLong)});
             }
             auto stored = keys.narrow(1, 0, m);
             auto cs = table.index_select(0, ranks.to(at::kCUDA));  // [m, dim / 2, 2]
