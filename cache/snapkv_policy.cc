@@ -63,6 +63,12 @@ int64_t SnapKvPolicy::Capacity(int64_t /*max_step_tokens*/) const {
   return std::max(params_.prompt_tokens, params_.budget_tokens + params_.max_new_tokens);
 }
 
+std::optional<BatchedDecodeStep> SnapKvPolicy::PlanBatchedDecode(const KvCache& cache) {
+  const bool compresses = params_.prompt_tokens > params_.budget_tokens;
+  if (compresses && cache.tokens_seen() < params_.prompt_tokens) return std::nullopt;
+  return BatchedDecodeStep{};
+}
+
 void SnapKvPolicy::Update(KvCache& cache, const LayerStep& step) {
   const int64_t layer = step.layer, length = cache.length(layer);
   stats_.peak_tokens = std::max(stats_.peak_tokens, length);

@@ -43,10 +43,10 @@ class SnapKvPolicy : public CachePolicy {
   // Before the prompt's end: accumulates the window queries' attention over the prefix. At the
   // step that completes the prompt: compresses to the budget. During decode: nothing.
   void Update(KvCache& cache, const LayerStep& step) override;
-  // Decode steps (after the prompt) only append.
-  std::optional<BatchedDecodeStep> PlanBatchedDecode(const KvCache& /*cache*/) override {
-    return BatchedDecodeStep{};
-  }
+  // Decode steps (after the prompt) only append. A one-token step inside a prompt over the budget
+  // (a prompt fed a token at a time, or a last chunk of one token) is a prompt step: nullopt, so
+  // Update sees it and compresses at the prompt's end.
+  std::optional<BatchedDecodeStep> PlanBatchedDecode(const KvCache& cache) override;
 
  private:
   // Adds the attention of the step's queries from `first_query` on (window queries) to the prefix.

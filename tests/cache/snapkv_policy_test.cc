@@ -96,6 +96,25 @@ TEST(SnapKvPolicyTest, GrowsDuringDecodeAndReservesThePrompt) {
   EXPECT_EQ(SnapKvPolicy(Resolved(10, {}, {5, 100})).Capacity(8), 110);
 }
 
+// On CUDA one-token steps go to the decode runner, which applies a planned step instead of Update:
+// a prompt token must not be planned as a decode step, or the prompt is never compressed.
+TEST(SnapKvPolicyTest, OneTokenPromptStepsAreNotPlannedAsDecode) {
+  const int64_t prompt = 24;
+  auto stream = testing::RandomStream(2, 2, 2, prompt + 2, 8, 9);
+  SnapKvPolicy policy(Resolved(10, {}, {prompt, 2}));
+  KvCache cache = testing::MakeCache(stream, policy.Capacity(8));
+  FeedChunks(policy, cache, stream, prompt - 1, 8, testing::AttentionKeyMass);
+  EXPECT_FALSE(policy.PlanBatchedDecode(cache).has_value());  // the prompt's last token
+  FeedChunks(policy, cache, stream, prompt, 1, testing::AttentionKeyMass);
+  EXPECT_EQ(cache.length(1), 10);
+  const auto plan = policy.PlanBatchedDecode(cache);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(plan->rule, BatchedDecodeStep::Rule::kAppendOnly);
+  // A prompt within the budget is never compressed: every one-token step only appends.
+  SnapKvPolicy small(Resolved(10, {}, {5, 2}));
+  EXPECT_TRUE(small.PlanBatchedDecode(testing::MakeCache(stream, small.Capacity(1))).has_value());
+}
+
 // The rule recomputed from the stream directly, per KV head, in double precision.
 std::vector<int64_t> Recompute(const testing::Stream& s, int64_t layer, int64_t head, int64_t n,
                                const SnapKvPolicy::Params& p) {
