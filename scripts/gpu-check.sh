@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # On the GPU machine, from the checkout after `source .gpu/env.sh`: builds (Release, /tmp/build),
-# runs the CUDA kernel tests against the reference, the model, engine and metrics tests on CUDA,
-# and fetches /metrics from the real server on CUDA. Logs go to $OUT (default /tmp/gpu-out); the
+# runs the CUDA kernel tests against the reference, the model, policy-with-model, engine and metrics
+# tests on CUDA, and fetches /metrics from the real server on CUDA. Logs go to $OUT (default /tmp/gpu-out); the
 # last lines printed are a summary.
 set -uo pipefail
 out=${OUT:-/tmp/gpu-out}
 mkdir -p "$out"
 export KVSERVE_SHARED=$PWD/.gpu KVSERVE_TEST_DEVICE=cuda OMP_NUM_THREADS=4
 build=/tmp/build
-targets=(cuda_kernels_test batched_decode_test model_test engine_test kvserve_metrics_torch_test kvserve kvserve-cli
-         kvserve-bench-engine kvserve-bench-serving)
+targets=(cuda_kernels_test batched_decode_test model_test policies_with_model_test engine_test
+         kvserve_metrics_torch_test kvserve kvserve-cli kvserve-bench-engine kvserve-bench-serving)
 start=$(date +%s)
 if ! { cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVSERVE_BUILD_TESTS=ON \
        && cmake --build $build -j16 --target "${targets[@]}"; } > "$out/build.log" 2>&1; then
@@ -29,6 +29,7 @@ run() {  # run NAME COMMAND...: log to $out/NAME.log, one summary line
 run cuda_kernels_test $build/tests/model/cuda_kernels_test
 run batched_decode_test $build/tests/cache/batched_decode_test
 run model_test $build/tests/model/model_test --gtest_filter='-LoadingTest.*'
+run policies_with_model_test $build/tests/cache/policies_with_model_test
 run engine_test $build/tests/scheduler/engine_test
 run metrics_torch_test $build/tests/metrics/kvserve_metrics_torch_test
 
