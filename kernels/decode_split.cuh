@@ -64,10 +64,10 @@ __device__ __forceinline__ int SlotRank(int slot, const DecodeSequence& s) {
 }
 
 // Copies tile `t` of a split's keys [begin + t * keys per tile, ...) and their values (and, with
-// StageRope, for IN-CACHE keys, each key's row of the cos/sin table) into stage t % kStages of
-// `shared`, whose stages hold 3 tiles with StageRope and 2 without; rows past `end` read zeros.
-// `target(row, chunk)` is the element offset of 16-byte chunk `chunk` of tile row `row` in a key
-// or value tile (the tensor-core kernel swizzles them); the table rows stay in order.
+// StageRope, for keys turned at attention, each key's row of the cos/sin table) into stage t %
+// kStages of `shared`, whose stages hold 3 tiles with StageRope and 2 without; rows past `end` read
+// zeros. `target(row, chunk)` is the element offset of 16-byte chunk `chunk` of tile row `row` in a
+// key or value tile (the tensor-core kernel swizzles them); the table rows stay in order.
 template <typename T, int D, bool StageRope, typename Target>
 __device__ __forceinline__ void LoadTile(T* shared, int t, int begin, int end, const T* key_base,
                                          const T* value_base, const T* rope_table,
