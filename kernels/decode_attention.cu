@@ -80,7 +80,7 @@ __global__ void __launch_bounds__(kSplitThreads, kMinBlocks<G>)
   const DecodeSequence& s = sequences[b];
   int begin, end, length;
   if (!SplitRange(shape, s, lengths, layer, workspace, split, b, begin, end, length)) return;
-  const bool rotate = RotatesKeys(s);
+  const bool rotate = begin < RotatedEnd(s, end);
 
   extern __shared__ __align__(16) unsigned char shared_raw[];
   T* shared = reinterpret_cast<T*>(shared_raw);
@@ -242,11 +242,8 @@ __global__ void __launch_bounds__(kSplitThreads, kMinBlocks<G>)
     }
   }
   __syncthreads();
-  T* out_row = SplitWritesOutput(length, s, workspace.max_splits)
-                   ? out + (static_cast<int64_t>(b) * shape.num_heads + kv_head * G) * D
-                   : nullptr;
-  WriteSplitPartial<T, D, G>(warp_m, warp_l, warp_acc, shape, workspace, b, kv_head, split,
-                             out_row);
+  WriteSplitPartial<T, D, G>(warp_m, warp_l, warp_acc, shape, workspace, b, kv_head, split, s,
+                             length, out);
 }
 
 template <typename T, int D, int G>
@@ -256,7 +253,7 @@ __global__ void __launch_bounds__(kSplitThreads)
   const int kv_head = blockIdx.x, b = blockIdx.y;
   const DecodeSequence& s = sequences[b];
   const int length = s.keys == nullptr ? 0 : lengths[static_cast<int64_t>(layer) * shape.batch + b];
-  T* out_row = out + (static_cast<int64_t>(b) * shape.num_heads + kv_head * G) * D;
+  T* out_row = HeadGroupRows<D, G>(out, shape, b, kv_head);
   if (length == 0) {
     for (int i = threadIdx.x; i < G * D; i += kSplitThreads) out_row[i] = FromFloat<T>(0.f);
     return;

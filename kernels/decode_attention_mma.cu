@@ -94,7 +94,7 @@ __global__ void __launch_bounds__(kSplitThreads, 4)
   int begin, end, length;
   if (!SplitRange(shape, s, lengths, layer, workspace, split, b, begin, end, length)) return;
   // Shifted sinks sit in the first slots: only a tile that holds one needs the rotation pass.
-  const int rotated_end = s.keys_rotated ? s.sink_slots : end;
+  const int rotated_end = RotatedEnd(s, end);
 
   extern __shared__ __align__(16) unsigned char shared_raw[];
   T* shared = reinterpret_cast<T*>(shared_raw);
@@ -233,11 +233,8 @@ __global__ void __launch_bounds__(kSplitThreads, 4)
     }
   }
   __syncthreads();
-  T* out_row = SplitWritesOutput(length, s, workspace.max_splits)
-                   ? out + (static_cast<int64_t>(b) * shape.num_heads + kv_head * G) * D
-                   : nullptr;
-  WriteSplitPartial<T, D, G>(warp_m, warp_l, warp_acc, shape, workspace, b, kv_head, split,
-                             out_row);
+  WriteSplitPartial<T, D, G>(warp_m, warp_l, warp_acc, shape, workspace, b, kv_head, split, s,
+                             length, out);
 }
 
 template <typename T, int D, int G>

@@ -43,11 +43,10 @@ __device__ __forceinline__ bool SplitRange(const DecodeShape& shape, const Decod
   return true;
 }
 
-// Whether the split's keys are turned at attention at all: IN-CACHE keys are, and keys stored
-// rotated only in their sink slots (a row of the rope table for every other slot: rank 0, the
-// identity).
-__device__ __forceinline__ bool RotatesKeys(const DecodeSequence& s) {
-  return !s.keys_rotated || s.sink_slots > 0;
+// Of a split's slots before `end`, those before RotatedEnd have their keys turned at attention:
+// every one for IN-CACHE keys, the sinks for keys stored rotated (none when sink_slots is 0).
+__device__ __forceinline__ int RotatedEnd(const DecodeSequence& s, int end) {
+  return s.keys_rotated ? s.sink_slots : end;
 }
 
 // The table row a slot's stored key is turned by at attention: its rank for IN-CACHE keys; for
@@ -100,15 +99,26 @@ __host__ __device__ __forceinline__ bool SplitWritesOutput(int length, const Dec
   return NumSplits(length, max_splits) == 1 && s.key_mass == nullptr;
 }
 
+// The output rows [G][D] of KV head `kv_head`'s query heads in sequence b of `out` [batch,
+// num_heads, D].
+template <int D, int G, typename T>
+__device__ __forceinline__ T* HeadGroupRows(T* out, const DecodeShape& shape, int b, int kv_head) {
+  return out + (static_cast<int64_t>(b) * shape.num_heads + kv_head * G) * D;
+}
+
 // Merges the warps' online-softmax states (warp_m, warp_l [kSplitWarps][G], warp_acc
 // [kSplitWarps][G][D], in shared memory) into the split's partial output and (max, sum), or,
-// where `out_row` is not nullptr, into the output row of the KV head's G query heads. Every
-// thread of the block calls it after a barrier.
+// where the split writes the output itself (SplitWritesOutput), into the KV head's rows of `out`.
+// Every thread of the block calls it after a barrier.
 template <typename T, int D, int G>
 __device__ __forceinline__ void WriteSplitPartial(const float* warp_m, const float* warp_l,
                                                   const float* warp_acc, const DecodeShape& shape,
                                                   const DecodeWorkspace& workspace, int b,
-                                                  int kv_head, int split, T* out_row) {
+                                                  int kv_head, int split, const DecodeSequence& s,
+                                                  int length, T* out) {
+  T* out_row = SplitWritesOutput(length, s, workspace.max_splits)
+                   ? HeadGroupRows<D, G>(out, shape, b, kv_head)
+                   : nullptr;
   for (int i = threadIdx.x; i < G * D; i += kSplitThreads) {
     const int g = i / D, dim = i % D;
     float m_all = -INFINITY;

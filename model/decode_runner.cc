@@ -265,9 +265,10 @@ class CudaDecodeRunner final : public DecodeRunner {
       if (mode == PositionMode::kOriginal || mode == PositionMode::kShiftedSinks) {
         s.keys_rotated = 1;
         s.query_rank = s.position;
-        if (mode == PositionMode::kShiftedSinks && SinkShift(cache) > 0) {
-          s.sink_slots = static_cast<int32_t>(in.policy->ring_layout(0).begin);
+        if (mode == PositionMode::kShiftedSinks) {  // no shift before the first eviction
           s.sink_shift = static_cast<int32_t>(SinkShift(cache));
+          s.sink_slots =
+              s.sink_shift > 0 ? static_cast<int32_t>(in.policy->ring_layout(0).begin) : 0;
         }
       } else {
         const RingLayout ring = in.policy->ring_layout(0);
